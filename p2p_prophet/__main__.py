@@ -1,0 +1,3 @@
+from p2p_prophet.cli import main
+
+main()

@@ -1,0 +1,510 @@
+"""The ``p2p-prophet`` command line (the CLI contract of docs/cli.md).
+
+The replica is chosen by ``--replica PATH`` / ``-R PATH`` (before or after the command),
+else ``$P2P_PROPHET_REPLICA``, else a per-user default under the platform's data
+directory.  Reading commands take ``--json`` and then print exactly one JSON document.
+Errors go to stderr with a non-zero status; a traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, NoReturn, TextIO, TypeVar
+
+import click
+
+from p2p_prophet import __version__
+from p2p_prophet.clock import to_datetime
+from p2p_prophet.errors import ProphetError, RecordNotFound
+from p2p_prophet.model import ChangeSet, Value, check_name, check_value
+from p2p_prophet.store import Replica
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+
+
+# -- where the replica is -----------------------------------------------------------------
+
+
+def default_replica_path() -> Path:
+    """The per-user default replica under the platform's data directory."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "p2p-prophet" / "replica"
+
+
+def replica_path(ctx: click.Context) -> Path:
+    explicit = ctx.meta.get("replica")
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("P2P_PROPHET_REPLICA")
+    return Path(env) if env else default_replica_path()
+
+
+def open_replica(ctx: click.Context) -> Replica:
+    replica = Replica.open(replica_path(ctx))
+    ctx.call_on_close(replica.close)
+    return replica
+
+
+def _remember_replica(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:
+        ctx.meta["replica"] = value
+
+
+def replica_option(f: F) -> F:
+    """``-R/--replica``, accepted both before and after the command name."""
+    return click.option(
+        "-R",
+        "--replica",
+        metavar="PATH",
+        expose_value=False,
+        is_eager=True,
+        callback=_remember_replica,
+        help="The replica directory (default: $P2P_PROPHET_REPLICA, then the user default).",
+    )(f)
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")(f)
+
+
+# -- key=value arguments ------------------------------------------------------------------
+
+
+def parse_assignments(args: Iterable[str], *, for_filter: bool = False) -> dict[str, Value]:
+    """Parse ``key=text``, ``key:=JSON`` (typed) and ``key=`` (null: delete / absent).
+
+    Text is never guessed into a number: ``n=3`` is the text "3", ``n:=3`` the int 3.
+    Raises :class:`click.BadParameter` with the offending argument.
+    """
+    result: dict[str, Value] = {}
+    for arg in args:
+        if "=" not in arg:
+            raise click.BadParameter(
+                f"{arg!r} is not key=value (use key=text, key:=JSON for typed values, "
+                "or key= to " + ("match an absent property)" if for_filter else "delete)"),
+                param_hint="key=value",
+            )
+        key, _, raw = arg.partition("=")
+        value: Value
+        if key.endswith(":"):
+            key = key[:-1]
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise click.BadParameter(
+                    f"{arg!r}: {raw!r} is not JSON ({exc.msg})", param_hint="key:=JSON"
+                ) from None
+        else:
+            value = raw if raw != "" else None
+        try:
+            check_name(key, "property name")
+            check_value(value)
+        except ProphetError as exc:
+            raise click.BadParameter(f"{arg!r}: {exc}", param_hint="key=value") from None
+        if key in result:
+            raise click.BadParameter(f"{key!r} is given twice", param_hint="key=value")
+        result[key] = value
+    return result
+
+
+def resolve_uuid(replica: Replica, rtype: str, given: str) -> str:
+    """A full uuid, or the one live record of ``rtype`` whose uuid starts with ``given``."""
+    given = given.lower()
+    if len(given) == 36:
+        return given
+    matches = replica.main.uuids_with_prefix(rtype, given)
+    if not matches:
+        raise RecordNotFound(f"no {rtype} with a uuid starting {given!r}")
+    if len(matches) > 1:
+        raise ProphetError(f"{given!r} matches several {rtype} records; give more of the uuid")
+    return matches[0]
+
+
+# -- output -------------------------------------------------------------------------------
+
+
+def emit_json(doc: Any) -> None:
+    click.echo(json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=True))
+
+
+def format_value(value: Value) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def changeset_json(seq: int, cs: ChangeSet, cs_id: bytes) -> dict[str, Any]:
+    return {
+        "seq": seq,
+        "id": cs_id.hex(),
+        "origin": cs.origin,
+        "origin_seq": cs.origin_seq,
+        "kind": cs.kind.value,
+        "creator": cs.creator,
+        "created": cs.created,
+        "created_at": to_datetime(cs.created).isoformat(timespec="milliseconds"),
+        "changes": [
+            {
+                "type": c.type,
+                "uuid": c.uuid,
+                "op": c.op.value,
+                "props": [{"name": p.name, "old": p.old, "new": p.new} for p in c.props],
+            }
+            for c in cs.changes
+        ],
+    }
+
+
+# -- the commands -------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@replica_option
+@click.option("--debug", is_flag=True, help="Show tracebacks for unexpected errors.")
+@click.version_option(__version__, prog_name="p2p-prophet")
+def cli(debug: bool) -> None:
+    """p2p_prophet: a replicated database of records that syncs peer to peer."""
+
+
+@cli.command()
+@replica_option
+@click.option("--db-uuid", metavar="UUID", help="Join an existing database id.")
+@json_option
+@click.pass_context
+def init(ctx: click.Context, db_uuid: str | None, as_json: bool) -> None:
+    """Create a replica (prints its replica_uuid)."""
+    path = replica_path(ctx)
+    with Replica.init(path, db_uuid=db_uuid) as replica:
+        doc = {"replica_uuid": replica.uuid, "db_uuid": replica.db_uuid, "path": str(path)}
+    if as_json:
+        emit_json(doc)
+    else:
+        click.echo(doc["replica_uuid"])
+
+
+@cli.command()
+@replica_option
+@click.argument("rtype", metavar="TYPE")
+@click.argument("assignments", nargs=-1, metavar="key=value...")
+@json_option
+@click.pass_context
+def create(ctx: click.Context, rtype: str, assignments: tuple[str, ...], as_json: bool) -> None:
+    """Create a record (prints its uuid)."""
+    props = parse_assignments(assignments)
+    replica = open_replica(ctx)
+    uuid = replica.create(rtype, props)
+    if as_json:
+        emit_json({"type": rtype, "uuid": uuid})
+    else:
+        click.echo(uuid)
+
+
+@cli.command()
+@replica_option
+@click.argument("rtype", metavar="TYPE")
+@click.argument("uuid")
+@click.argument("assignments", nargs=-1, required=True, metavar="key=value...")
+@json_option
+@click.pass_context
+def update(
+    ctx: click.Context, rtype: str, uuid: str, assignments: tuple[str, ...], as_json: bool
+) -> None:
+    """Set properties of a record (key= deletes a property)."""
+    props = parse_assignments(assignments)
+    replica = open_replica(ctx)
+    uuid = resolve_uuid(replica, rtype, uuid)
+    cs = replica.update(rtype, uuid, props)
+    if as_json:
+        emit_json({"type": rtype, "uuid": uuid, "changed": cs is not None})
+    elif cs is None:
+        click.echo("nothing changed: the record already has those values", err=True)
+
+
+@cli.command()
+@replica_option
+@click.argument("rtype", metavar="TYPE")
+@click.argument("uuid")
+@json_option
+@click.pass_context
+def delete(ctx: click.Context, rtype: str, uuid: str, as_json: bool) -> None:
+    """Delete a record."""
+    replica = open_replica(ctx)
+    uuid = resolve_uuid(replica, rtype, uuid)
+    replica.delete(rtype, uuid)
+    if as_json:
+        emit_json({"type": rtype, "uuid": uuid, "deleted": True})
+
+
+@cli.command()
+@replica_option
+@click.argument("rtype", metavar="TYPE")
+@click.argument("uuid")
+@json_option
+@click.pass_context
+def show(ctx: click.Context, rtype: str, uuid: str, as_json: bool) -> None:
+    """Show one record."""
+    replica = open_replica(ctx)
+    uuid = resolve_uuid(replica, rtype, uuid)
+    row = replica.main.find_record(rtype, uuid)
+    if row is None or not row.live:
+        raise RecordNotFound(f"no {rtype} {uuid}" + ("" if row is None else " (deleted)"))
+    props = {
+        name: stored
+        for name, stored in replica.main.props(row.rid).items()
+        if stored.value is not None
+    }
+    if as_json:
+        emit_json(
+            {
+                "type": rtype,
+                "uuid": uuid,
+                "props": {name: p.value for name, p in props.items()},
+                "created_at": to_datetime(row.created.hlc).isoformat(timespec="milliseconds"),
+            }
+        )
+        return
+    click.echo(f"{rtype} {uuid}")
+    width = max((len(n) for n in props), default=0)
+    for name in sorted(props):
+        click.echo(f"  {name.ljust(width)}  {format_value(props[name].value)}")
+
+
+@cli.command(name="list")
+@replica_option
+@click.argument("rtype", metavar="TYPE")
+@click.argument("filters", nargs=-1, metavar="[key=value...]")
+@json_option
+@click.pass_context
+def list_(ctx: click.Context, rtype: str, filters: tuple[str, ...], as_json: bool) -> None:
+    """List live records of a type, optionally only those matching key=value filters."""
+    where = parse_assignments(filters, for_filter=True)
+    replica = open_replica(ctx)
+    records = replica.main.live_records(rtype, where)
+    if as_json:
+        emit_json([r.to_json() for r in records])
+        return
+    for record in records:
+        props = " ".join(f"{k}={format_value(v)}" for k, v in sorted(record.props.items()))
+        click.echo(f"{record.uuid}  {props}".rstrip())
+
+
+@cli.command()
+@replica_option
+@click.option("--limit", "-n", type=click.IntRange(min=1), default=20, show_default=True)
+@json_option
+@click.pass_context
+def log(ctx: click.Context, limit: int, as_json: bool) -> None:
+    """Show the newest changesets of the log, newest first."""
+    replica = open_replica(ctx)
+    rows = replica.main.recent_changesets(limit)
+    entries = [changeset_json(r.seq, ChangeSet.decode(r.body), r.id) for r in rows]
+    if as_json:
+        emit_json(entries)
+        return
+    for e in entries:
+        where = f"{e['origin'][:8]}#{e['origin_seq']}" if e["origin_seq"] else e["origin"][:8]
+        click.echo(f"{e['seq']:>6}  {e['created_at']}  {where}  {e['kind']}  by {e['creator']}")
+        for c in e["changes"]:
+            click.echo(f"        {c['op']} {c['type']} {c['uuid']}")
+            for p in c["props"]:
+                old = "∅" if p["old"] is None else format_value(p["old"])
+                new = "∅" if p["new"] is None else format_value(p["new"])
+                click.echo(f"          {p['name']}: {old} → {new}")
+
+
+@cli.command()
+@replica_option
+@json_option
+@click.pass_context
+def digest(ctx: click.Context, as_json: bool) -> None:
+    """Print the state digest: equal digests mean equal live records (P1)."""
+    replica = open_replica(ctx)
+    value = replica.main.digest()
+    if as_json:
+        emit_json({"digest": value, "records": replica.main.count_live()})
+    else:
+        click.echo(value)
+
+
+@cli.command(name="export")
+@replica_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "jsonl"]),
+    default="json",
+    show_default=True,
+    help="json: one document; jsonl: one record per line, as `import` reads.",
+)
+@json_option
+@click.pass_context
+def export_(ctx: click.Context, fmt: str, as_json: bool) -> None:
+    """Canonical dump of all live records, sorted by type and uuid."""
+    replica = open_replica(ctx)
+    out = sys.stdout
+    records = replica.main.live_records()
+    if fmt == "jsonl" and not as_json:
+        for record in records:
+            out.write(json.dumps(record.to_json(), ensure_ascii=False, sort_keys=True) + "\n")
+        return
+    # Streamed, so that a large replica is never held in memory as one document.
+    out.write(json.dumps({"db_uuid": replica.db_uuid})[:-1] + ', "records": [')
+    for i, record in enumerate(records):
+        out.write(("," if i else "") + "\n  ")
+        out.write(json.dumps(record.to_json(), ensure_ascii=False, sort_keys=True))
+    out.write("\n]}\n")
+
+
+@cli.command(name="import")
+@replica_option
+@click.argument("source", type=click.File("r", encoding="utf-8"), default="-", metavar="[FILE|-]")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Records per SQLite transaction.",
+)
+@json_option
+@click.pass_context
+def import_(ctx: click.Context, source: TextIO, batch_size: int, as_json: bool) -> None:
+    """Bulk-load JSON lines {"type":…, "props":{…}} (optionally "uuid"): one changeset
+    per record, many records per SQLite transaction."""
+    replica = open_replica(ctx)
+    imported = 0
+    lines = _numbered_records(source)
+    exhausted = False
+    while not exhausted:
+        try:
+            with replica.edits() as batch:
+                count = 0
+                for lineno, rtype, props, uuid in lines:
+                    try:
+                        batch.create(rtype, props, uuid)
+                    except ProphetError as exc:
+                        raise ProphetError(f"line {lineno}: {exc}") from None
+                    count += 1
+                    if count == batch_size:
+                        break
+                else:
+                    exhausted = True
+        except ProphetError as exc:
+            raise ProphetError(
+                f"{exc}\nimported {imported} records before it, in whole batches; "
+                "nothing from that batch on was written"
+            ) from None
+        imported += count
+    if as_json:
+        emit_json({"imported": imported})
+    else:
+        click.echo(f"imported {imported} records", err=True)
+
+
+def _numbered_records(
+    source: TextIO,
+) -> Iterator[tuple[int, str, dict[str, Value], str | None]]:
+    for lineno, line in enumerate(source, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ProphetError(f"line {lineno}: not JSON ({exc.msg})") from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
+            raise ProphetError(f'line {lineno}: expected {{"type": ..., "props": {{...}}}}')
+        props = obj.get("props", {})
+        uuid = obj.get("uuid")
+        if not isinstance(props, dict) or (uuid is not None and not isinstance(uuid, str)):
+            raise ProphetError(f'line {lineno}: "props" must be an object, "uuid" a string')
+        yield lineno, obj["type"], props, uuid
+
+
+@cli.command()
+@replica_option
+@click.pass_context
+def demo(ctx: click.Context) -> None:
+    """A two-minute tour: make a replica of tickets, edit them, show log and digest.
+
+    Uses --replica if given (it must not exist yet), else a new temporary directory.
+    """
+    path = Path(ctx.meta["replica"]) if ctx.meta.get("replica") else None
+    if path is None:
+        path = Path(tempfile.mkdtemp(prefix="p2p-prophet-demo-")) / "replica"
+    with Replica.init(path) as replica:
+        click.echo(f"created a replica at {path}")
+        click.echo(f"  database {replica.db_uuid}\n  replica  {replica.uuid}\n")
+        with replica.edits() as batch:
+            tickets = [
+                batch.create("ticket", {"summary": summary, "status": "open", "priority": prio})
+                for summary, prio in (
+                    ("Sync stalls on hotel wifi", 2),
+                    ("Export should sort by type", 3),
+                    ("Laptop clock runs ahead", 1),
+                )
+            ]
+        replica.update("ticket", tickets[0], {"status": "stalled", "owner": "alice"})
+        replica.delete("ticket", tickets[1])
+        click.echo("three tickets created, one updated, one deleted; the live tickets:")
+        for record in replica.main.live_records("ticket"):
+            props = " ".join(f"{k}={format_value(v)}" for k, v in sorted(record.props.items()))
+            click.echo(f"  {record.uuid}  {props}")
+        click.echo(f"\nthe log holds {replica.main.latest_seq()} changesets; the newest:")
+        newest = ChangeSet.decode(replica.main.recent_changesets(1)[0].body)
+        click.echo(f"  {newest.kind} by {newest.creator}: {newest.changes[0].op} ticket")
+        click.echo("\nstate digest (equal on every replica holding the same records):")
+        click.echo(f"  {replica.main.digest()}")
+        click.echo(f"\ntry: p2p-prophet -R {path} log")
+
+
+# -- entry point --------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Run the CLI; map expected errors to a message and an exit status."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or os.environ.get("P2P_PROPHET_DEBUG") == "1"
+    try:
+        code = cli.main(args=args, prog_name="p2p-prophet", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ProphetError as exc:
+        if debug:
+            raise
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_ERROR)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        # Output piped into `head`: not an error worth a message.
+        sys.stderr.close()
+        sys.exit(EXIT_ERROR)
+    except Exception as exc:
+        if debug:
+            raise
+        click.echo(
+            f"internal error: {type(exc).__name__}: {exc}\n"
+            "this is a bug in p2p_prophet; rerun with --debug for the traceback",
+            err=True,
+        )
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(code if isinstance(code, int) else 0)

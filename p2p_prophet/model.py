@@ -1,0 +1,327 @@
+"""Records, changes, changesets and stamps, and their canonical CBOR encoding.
+
+Canonical encoding (docs/model.md gives the byte layout):
+
+* A changeset encodes as one CBOR array::
+
+      [1, origin, origin_seq, creator, created, kind, changes]
+
+  ``origin_seq`` is null only for a "before" fix-up (nullification), which never leaves
+  the replica.  ``changes`` is an array of ``[type, uuid, op, props]`` and ``props`` an
+  array of ``[name, old, new]`` or, for a write that carries another edit's stamp (an
+  "after" fix-up), ``[name, old, new, hlc, origin]``.
+* There are no CBOR maps in the encoding, so no map-key ordering rules are needed; integers
+  and floats take their shortest exact form (cbor2's ``canonical=True``), and the encoder
+  emits definite lengths only.  The same value therefore gives the same bytes on every
+  machine, and ``ChangeSet.decode(b).encode() == b`` for every ``b`` that decodes.
+* A changeset's id is the SHA-256 of that encoding.  The local sequence number is not part
+  of it, so the same changeset has the same id in every replica's log.
+
+Values are text, int (64-bit signed), finite float, bool or null.  Equality of values is
+strict: ``True`` is not ``1`` and ``1`` is not ``1.0`` (see :func:`same_value`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import uuid as uuidlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import cbor2
+
+from p2p_prophet.errors import MalformedChangeSet, ProphetError
+
+Value = str | int | float | bool | None
+
+FORMAT_VERSION = 1
+
+MAX_NAME_LENGTH = 64
+MAX_TEXT_LENGTH = 1 << 20  # 1 MiB of text per property value
+INT_MIN, INT_MAX = -(1 << 63), (1 << 63) - 1
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
+_valid_names: set[str] = set()
+
+
+class InvalidValue(ProphetError):
+    """A record type, property name, uuid or value breaks the model's rules."""
+
+
+class Kind(StrEnum):
+    """What a changeset is: an edit, or one of the two fix-ups of a conflict (P5)."""
+
+    EDIT = "edit"
+    NULLIFICATION = "nullification"  # "before" fix-up: local only, never sent
+    RESOLUTION = "resolution"  # "after" fix-up: sent like any changeset
+
+
+class Op(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class Stamp:
+    """The total order on writes (P6): hybrid logical time, then origin uuid."""
+
+    hlc: int
+    origin: str
+
+
+@dataclass(frozen=True, slots=True)
+class PropChange:
+    """One property of one record going from ``old`` to ``new`` (null: absent).
+
+    ``stamp`` is set only on writes that carry another edit's stamp (the "after" fix-up
+    copies the winning edit's stamp); otherwise the write's stamp is its changeset's.
+    """
+
+    name: str
+    old: Value
+    new: Value
+    stamp: Stamp | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One record's create, update or delete within a changeset."""
+
+    type: str
+    uuid: str
+    op: Op
+    props: tuple[PropChange, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A live record: its type, uuid and properties (null-valued ones are absent)."""
+
+    type: str
+    uuid: str
+    props: Mapping[str, Value]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, "uuid": self.uuid, "props": dict(self.props)}
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeSet:
+    """One transaction of one replica, identified by ``(origin, origin_seq)``."""
+
+    origin: str
+    origin_seq: int | None
+    creator: str
+    created: int
+    kind: Kind
+    changes: tuple[Change, ...]
+
+    @property
+    def stamp(self) -> Stamp:
+        """The stamp of every write in this changeset that does not carry its own."""
+        return Stamp(self.created, self.origin)
+
+    def to_cbor_obj(self) -> list[Any]:
+        return [
+            FORMAT_VERSION,
+            self.origin,
+            self.origin_seq,
+            self.creator,
+            self.created,
+            self.kind.value,
+            [[c.type, c.uuid, c.op.value, [_prop_obj(p) for p in c.props]] for c in self.changes],
+        ]
+
+    def encode(self) -> bytes:
+        """The canonical encoding (see the module docstring)."""
+        return canonical(self.to_cbor_obj())
+
+    @property
+    def id(self) -> bytes:
+        """SHA-256 of the canonical encoding: the same on every replica."""
+        return changeset_id(self.encode())
+
+    @classmethod
+    def decode(cls, body: bytes) -> ChangeSet:
+        """Decode and validate a canonical body.
+
+        Raises :class:`MalformedChangeSet` if the bytes are not CBOR, do not have the
+        changeset's shape, hold invalid names or values, or are not in canonical form
+        (so that the id computed by any replica from these bytes is the same).
+        """
+        try:
+            obj = cbor2.loads(body)
+        except Exception as exc:  # cbor2 raises several unrelated types on bad input
+            raise MalformedChangeSet(f"not valid CBOR: {exc}") from None
+        cs = cls.from_cbor_obj(obj)
+        if cs.encode() != body:
+            raise MalformedChangeSet("changeset is not in canonical encoding")
+        return cs
+
+    @classmethod
+    def from_cbor_obj(cls, obj: Any) -> ChangeSet:
+        """Build a changeset from an already-decoded CBOR array, validating every field."""
+        if not isinstance(obj, list) or len(obj) != 7:
+            raise MalformedChangeSet("a changeset is an array of 7 items")
+        version, origin, origin_seq, creator, created, kind, changes = obj
+        if version != FORMAT_VERSION or type(version) is not int:
+            raise MalformedChangeSet(f"unknown changeset format version {version!r}")
+        _check(_is_uuid(origin), "origin is not a canonical uuid")
+        try:
+            kind = Kind(kind)
+        except ValueError:
+            raise MalformedChangeSet(f"unknown changeset kind {kind!r}") from None
+        if kind is Kind.NULLIFICATION:
+            _check(origin_seq is None, "a nullification has no origin_seq")
+        else:
+            _check(
+                type(origin_seq) is int and 1 <= origin_seq <= INT_MAX,
+                "origin_seq is not a positive integer",
+            )
+        _check(isinstance(creator, str) and len(creator) <= 256, "creator is not short text")
+        _check(type(created) is int and 0 <= created <= INT_MAX, "created is not a stamp")
+        _check(isinstance(changes, list), "changes is not an array")
+        return cls(
+            origin=origin,
+            origin_seq=origin_seq,
+            creator=creator,
+            created=created,
+            kind=kind,
+            changes=tuple(_change_from_obj(c) for c in changes),
+        )
+
+
+def canonical(obj: Any) -> bytes:
+    """Deterministic CBOR: shortest integers and floats, definite lengths."""
+    return bytes(cbor2.dumps(obj, canonical=True))
+
+
+def changeset_id(body: bytes) -> bytes:
+    return hashlib.sha256(body).digest()
+
+
+def encode_value(value: Value) -> bytes:
+    return canonical(value)
+
+
+def decode_value(data: bytes) -> Value:
+    value: Value = cbor2.loads(data)
+    return value
+
+
+def same_value(a: Value, b: Value) -> bool:
+    """Strict equality: same type and same value (``-0.0`` differs from ``0.0``)."""
+    if type(a) is not type(b) or a != b:
+        return False
+    if isinstance(a, float):
+        assert isinstance(b, float)
+        return math.copysign(1.0, a) == math.copysign(1.0, b)
+    return True
+
+
+def check_name(name: object, what: str = "name") -> str:
+    """Validate a record type or property name; return it."""
+    if name in _valid_names:  # names repeat endlessly; validate each one once
+        return name
+    if not isinstance(name, str) or not _NAME.match(name) or len(name) > MAX_NAME_LENGTH:
+        raise InvalidValue(
+            f"invalid {what} {name!r}: use letters, digits, '_', '.', '-' "
+            f"(starting with a letter or '_'), at most {MAX_NAME_LENGTH} characters"
+        )
+    if len(_valid_names) < 4096:
+        _valid_names.add(name)
+    return name
+
+
+def check_uuid(value: object) -> str:
+    """Validate and return a record or replica uuid in canonical (lowercase) form."""
+    if not _is_uuid(value):
+        raise InvalidValue(f"{value!r} is not a canonical lowercase uuid")
+    assert isinstance(value, str)
+    return value
+
+
+def check_value(value: object) -> Value:
+    """Validate a property value; return it unchanged."""
+    kind = type(value)
+    if kind is str:
+        if len(value) > MAX_TEXT_LENGTH:  # type: ignore[arg-type]
+            raise InvalidValue(f"text of {len(value)} characters exceeds {MAX_TEXT_LENGTH}")  # type: ignore[arg-type]
+        return value  # type: ignore[return-value]
+    if kind is int:
+        if not INT_MIN <= value <= INT_MAX:  # type: ignore[operator]
+            raise InvalidValue(f"integer {value} does not fit in 64 bits")
+        return value  # type: ignore[return-value]
+    if kind is float:
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            raise InvalidValue(f"float {value!r} is not finite")
+        return value  # type: ignore[return-value]
+    if value is None or kind is bool:
+        return value  # type: ignore[return-value]
+    # Subclasses (an IntEnum, a str subclass) would encode differently from their value.
+    raise InvalidValue(f"{kind.__name__} is not a property type (text, int, float, bool)")
+
+
+def new_uuid() -> str:
+    return str(uuidlib.uuid4())
+
+
+def sorted_props(props: Iterable[PropChange]) -> tuple[PropChange, ...]:
+    return tuple(sorted(props, key=lambda p: p.name))
+
+
+def _is_uuid(value: object) -> bool:
+    if not isinstance(value, str) or len(value) != 36:
+        return False
+    try:
+        return str(uuidlib.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+def _prop_obj(p: PropChange) -> list[Any]:
+    if p.stamp is None:
+        return [p.name, p.old, p.new]
+    return [p.name, p.old, p.new, p.stamp.hlc, p.stamp.origin]
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise MalformedChangeSet(message)
+
+
+def _change_from_obj(obj: Any) -> Change:
+    _check(isinstance(obj, list) and len(obj) == 4, "a change is an array of 4 items")
+    rtype, ruuid, op, props = obj
+    try:
+        check_name(rtype, "record type")
+        check_uuid(ruuid)
+        op = Op(op)
+    except (InvalidValue, ValueError) as exc:
+        raise MalformedChangeSet(str(exc)) from None
+    _check(isinstance(props, list), "props is not an array")
+    parsed = tuple(_prop_from_obj(p) for p in props)
+    names = [p.name for p in parsed]
+    _check(len(set(names)) == len(names), "a property appears twice in one change")
+    return Change(type=rtype, uuid=ruuid, op=op, props=parsed)
+
+
+def _prop_from_obj(obj: Any) -> PropChange:
+    _check(isinstance(obj, list) and len(obj) in (3, 5), "a prop change has 3 or 5 items")
+    try:
+        name = check_name(obj[0], "property name")
+        old, new = check_value(obj[1]), check_value(obj[2])
+    except InvalidValue as exc:
+        raise MalformedChangeSet(str(exc)) from None
+    stamp = None
+    if len(obj) == 5:
+        hlc, origin = obj[3], obj[4]
+        _check(type(hlc) is int and 0 <= hlc <= INT_MAX, "prop stamp hlc is not a stamp")
+        _check(_is_uuid(origin), "prop stamp origin is not a canonical uuid")
+        stamp = Stamp(hlc, origin)
+    return PropChange(name=name, old=old, new=new, stamp=stamp)

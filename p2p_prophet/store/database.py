@@ -1,0 +1,380 @@
+"""One SQLite file of a replica: connection, transactions, and row-level access.
+
+:class:`Database` knows tables and rows, not conflict rules: it stores changesets, tickets,
+records and stamped properties and hands them back.  Everything that decides *what* to
+write (local edits, integration) lives above it and calls it inside one
+:meth:`Database.transaction`.
+
+Threading: a ``Database`` may be used from any one thread at a time (the network node runs
+all storage work for a replica in a single worker thread).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from p2p_prophet.errors import NotAReplica, ReplicaNotFound, StorageError
+from p2p_prophet.model import Record, Stamp, Value, canonical, decode_value, encode_value
+from p2p_prophet.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+# "PrPh": marks a SQLite file as ours, so a stray database is refused, not misread.
+APPLICATION_ID = 0x50725068
+BUSY_TIMEOUT_MS = 10_000
+
+
+class LogRow(NamedTuple):
+    """A changeset as stored in the log."""
+
+    seq: int
+    origin: str
+    origin_seq: int | None
+    kind: str
+    id: bytes
+    created: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRow:
+    rid: int
+    type: str
+    uuid: str
+    created: Stamp
+    deleted: Stamp | None
+
+    @property
+    def live(self) -> bool:
+        return self.deleted is None
+
+
+class StoredProp(NamedTuple):
+    value: Value
+    stamp: Stamp
+
+
+class Database:
+    """A replica database file (schema in :mod:`p2p_prophet.store.schema`)."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+        self._depth = 0
+
+    # -- opening -----------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path, *, create: bool = False) -> Database:
+        """Open (or with ``create``, create) a replica database file.
+
+        Raises :class:`ReplicaNotFound` if it does not exist and ``create`` is false,
+        :class:`NotAReplica` if the file is not one of ours or is from a newer version.
+        Older schemas are migrated forward.
+        """
+        if not create and not path.exists():
+            raise ReplicaNotFound(f"no replica database at {path}")
+        uri = f"file:{path}?mode={'rwc' if create else 'rw'}"
+        try:
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise NotAReplica(f"cannot open {path}: {exc}") from None
+        db = cls(conn, path)
+        try:
+            db._configure(create)
+        except BaseException:
+            conn.close()
+            raise
+        return db
+
+    def _configure(self, create: bool) -> None:
+        c = self.conn
+        try:
+            c.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            app_id = c.execute("PRAGMA application_id").fetchone()[0]
+            version = c.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise NotAReplica(f"{self.path} is not a p2p_prophet database ({exc})") from None
+        if create and version == 0 and app_id == 0:
+            c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        elif app_id != APPLICATION_ID:
+            raise NotAReplica(f"{self.path} is a SQLite database, but not a p2p_prophet one")
+        if version > SCHEMA_VERSION:
+            raise NotAReplica(
+                f"{self.path} has schema version {version}, newer than this p2p_prophet "
+                f"understands ({SCHEMA_VERSION}); upgrade p2p_prophet to open it"
+            )
+        # WAL lets readers (a CLI `show` while a node serves) proceed during writes;
+        # synchronous=NORMAL in WAL mode never corrupts and never loses a committed
+        # transaction to a killed process (only, possibly, to a power cut, which rolls
+        # the changesets *and* their tickets back together, so P2 still holds).
+        c.execute("PRAGMA journal_mode = WAL")
+        c.execute("PRAGMA synchronous = NORMAL")
+        c.execute("PRAGMA foreign_keys = ON")
+        for target in range(version, SCHEMA_VERSION):
+            self._migrate(target)
+
+    def _migrate(self, from_version: int) -> None:
+        script = MIGRATIONS[from_version]
+        try:
+            self.conn.executescript(
+                f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {from_version + 1};\nCOMMIT;"
+            )
+        except sqlite3.Error as exc:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise StorageError(
+                f"cannot migrate {self.path} to schema {from_version + 1}: {exc}"
+            ) from None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- transactions ------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction; nested calls join the outermost one.
+
+        ``BEGIN IMMEDIATE`` takes the write lock up front, so a read-then-write inside
+        cannot fail half-way on a lock held by another process.  Any exception rolls the
+        whole transaction back; SQLite errors are re-raised as :class:`StorageError`
+        with a message a person can act on (e.g. a full disk).
+        """
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _storage_error(self.path, exc) from None
+        self._depth = 1
+        try:
+            yield
+            self.conn.execute("COMMIT")
+        except BaseException as exc:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise _storage_error(self.path, exc) from None
+            raise
+        finally:
+            self._depth = 0
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._depth > 0
+
+    # -- meta --------------------------------------------------------------------------
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else row[0]
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    # -- the changeset log -------------------------------------------------------------
+
+    def latest_seq(self) -> int:
+        return int(self.conn.execute("SELECT coalesce(max(seq), 0) FROM changesets").fetchone()[0])
+
+    def insert_changesets(self, rows: Iterable[LogRow]) -> None:
+        self.conn.executemany("INSERT INTO changesets VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def changesets_after(self, seq: int, limit: int) -> list[LogRow]:
+        """Up to ``limit`` changesets with local seq greater than ``seq``, in log order."""
+        rows = self.conn.execute(
+            "SELECT * FROM changesets WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+        ).fetchall()
+        return [LogRow(*r) for r in rows]
+
+    def recent_changesets(self, limit: int) -> list[LogRow]:
+        """The newest ``limit`` changesets, newest first."""
+        rows = self.conn.execute(
+            "SELECT * FROM changesets ORDER BY seq DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [LogRow(*r) for r in rows]
+
+    def has_changeset(self, origin: str, origin_seq: int) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM changesets WHERE origin = ? AND origin_seq = ?", (origin, origin_seq)
+        ).fetchone()
+        return row is not None
+
+    def max_created(self) -> int:
+        """The largest HLC stamp in the log (0 if empty)."""
+        return int(
+            self.conn.execute("SELECT coalesce(max(created), 0) FROM changesets").fetchone()[0]
+        )
+
+    # -- merge tickets -----------------------------------------------------------------
+
+    def tickets(self) -> dict[str, int]:
+        """The merge-ticket vector: origin -> highest origin_seq integrated."""
+        return dict(self.conn.execute("SELECT origin, seq FROM tickets").fetchall())
+
+    def ticket(self, origin: str) -> int:
+        row = self.conn.execute("SELECT seq FROM tickets WHERE origin = ?", (origin,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def set_tickets(self, tickets: Mapping[str, int]) -> None:
+        self.conn.executemany(
+            "INSERT INTO tickets (origin, seq) VALUES (?, ?) "
+            "ON CONFLICT (origin) DO UPDATE SET seq = excluded.seq",
+            tickets.items(),
+        )
+
+    # -- records and properties --------------------------------------------------------
+
+    def next_rid(self) -> int:
+        return int(self.conn.execute("SELECT coalesce(max(rid), 0) + 1 FROM records").fetchone()[0])
+
+    def find_record(self, rtype: str, ruuid: str) -> RecordRow | None:
+        row = self.conn.execute(
+            "SELECT rid, type, uuid, created_hlc, created_origin, deleted_hlc, deleted_origin "
+            "FROM records WHERE type = ? AND uuid = ?",
+            (rtype, ruuid),
+        ).fetchone()
+        return None if row is None else _record_row(row)
+
+    def uuids_with_prefix(self, rtype: str, prefix: str, limit: int = 2) -> list[str]:
+        """Live record uuids of ``rtype`` starting with ``prefix`` (for short ids)."""
+        # A range scan on the (type, uuid) index; uuids are lowercase hex and '-'.
+        rows = self.conn.execute(
+            "SELECT uuid FROM records WHERE type = ? AND uuid >= ? AND uuid < ? "
+            "AND deleted_hlc IS NULL ORDER BY uuid LIMIT ?",
+            (rtype, prefix, prefix + "\U0010ffff", limit),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def insert_records(self, rows: Iterable[tuple[int, str, str, int, str]]) -> None:
+        """Rows of ``(rid, type, uuid, created_hlc, created_origin)``."""
+        self.conn.executemany(
+            "INSERT INTO records (rid, type, uuid, created_hlc, created_origin) "
+            "VALUES (?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    def mark_deleted(self, rid: int, stamp: Stamp) -> None:
+        self.conn.execute(
+            "UPDATE records SET deleted_hlc = ?, deleted_origin = ? WHERE rid = ?",
+            (stamp.hlc, stamp.origin, rid),
+        )
+
+    def props(self, rid: int) -> dict[str, StoredProp]:
+        """Every property of a record that has a stamp, including deleted (null) ones."""
+        rows = self.conn.execute(
+            "SELECT name, value, hlc, origin FROM props WHERE rid = ?", (rid,)
+        ).fetchall()
+        return {
+            name: StoredProp(None if blob is None else decode_value(blob), Stamp(hlc, origin))
+            for name, blob, hlc, origin in rows
+        }
+
+    def write_props(self, rows: Iterable[tuple[int, str, Value, Stamp]]) -> None:
+        """Insert or overwrite properties: rows of ``(rid, name, value, stamp)``.
+
+        The caller has already decided that each write wins (stamp order, P6).
+        """
+        self.conn.executemany(
+            "INSERT INTO props (rid, name, value, hlc, origin) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (rid, name) DO UPDATE SET "
+            "value = excluded.value, hlc = excluded.hlc, origin = excluded.origin",
+            (
+                (rid, name, None if value is None else encode_value(value), s.hlc, s.origin)
+                for rid, name, value, s in rows
+            ),
+        )
+
+    def insert_new_props(self, rows: Iterable[tuple[int, str, bytes, int, str]]) -> None:
+        """Insert properties of records created in this transaction: rows of
+        ``(rid, name, encoded value, hlc, origin)`` (the bulk path of creates)."""
+        self.conn.executemany(
+            "INSERT INTO props (rid, name, value, hlc, origin) VALUES (?, ?, ?, ?, ?)", rows
+        )
+
+    def live_records(
+        self, rtype: str | None = None, where: Mapping[str, Value] | None = None
+    ) -> Iterator[Record]:
+        """Live records in ``(type, uuid)`` order, optionally of one type and with
+        properties strictly equal to ``where``'s values (a null value: property absent)."""
+        sql = ["SELECT rid, type, uuid FROM records WHERE deleted_hlc IS NULL"]
+        args: list[Any] = []
+        if rtype is not None:
+            sql.append("AND type = ?")
+            args.append(rtype)
+        for name, value in (where or {}).items():
+            if value is None:
+                sql.append(
+                    "AND NOT EXISTS (SELECT 1 FROM props p WHERE p.rid = records.rid "
+                    "AND p.name = ? AND p.value IS NOT NULL)"
+                )
+                args.append(name)
+            else:
+                sql.append(
+                    "AND EXISTS (SELECT 1 FROM props p WHERE p.rid = records.rid "
+                    "AND p.name = ? AND p.value = ?)"
+                )
+                args.extend((name, encode_value(value)))
+        sql.append("ORDER BY type, uuid")
+        # A separate cursor per record keeps memory flat for large replicas.
+        for rid, t, u in self.conn.execute(" ".join(sql), args):
+            yield Record(t, u, self._live_props(rid))
+
+    def _live_props(self, rid: int) -> dict[str, Value]:
+        rows = self.conn.execute(
+            "SELECT name, value FROM props WHERE rid = ? AND value IS NOT NULL ORDER BY name",
+            (rid,),
+        )
+        return {name: decode_value(blob) for name, blob in rows}
+
+    def count_live(self) -> int:
+        return int(
+            self.conn.execute("SELECT count(*) FROM records WHERE deleted_hlc IS NULL").fetchone()[
+                0
+            ]
+        )
+
+    def digest(self) -> str:
+        """SHA-256 (hex) of the state: P1's convergence check.
+
+        The hashed bytes are the CBOR sequence of ``[type, uuid, [[name, value], ...]]``
+        for every live record in ``(type, uuid)`` order, properties by name, absent
+        (null) properties left out.  Stamps, logs and tickets are not state and are not
+        hashed, so two replicas holding the same records have the same digest.
+        """
+        h = hashlib.sha256()
+        for record in self.live_records():
+            h.update(canonical([record.type, record.uuid, sorted(record.props.items())]))
+        return h.hexdigest()
+
+
+def _record_row(row: tuple[Any, ...]) -> RecordRow:
+    rid, t, u, ch, co, dh, do = row
+    return RecordRow(rid, t, u, Stamp(ch, co), None if dh is None else Stamp(dh, do))
+
+
+def _storage_error(path: Path, exc: sqlite3.Error) -> StorageError:
+    text = str(exc)
+    if "disk is full" in text or (isinstance(exc, sqlite3.OperationalError) and "full" in text):
+        hint = "the disk is full; free some space and try again"
+    elif "readonly" in text or "read-only" in text:
+        hint = "the replica is read-only here; check the file permissions"
+    elif "locked" in text or "busy" in text:
+        hint = "another process holds the replica's write lock; try again when it is done"
+    else:
+        hint = text
+    return StorageError(f"{path}: {hint} (nothing was written)")

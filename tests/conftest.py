@@ -1,0 +1,34 @@
+"""Shared fixtures: replicas are real directories of real SQLite files under tmp_path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from p2p_prophet.store import Replica
+
+settings.register_profile(
+    "ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("dev", max_examples=50, deadline=None)
+settings.load_profile("ci")
+
+ReplicaFactory = Callable[..., Replica]
+
+
+@pytest.fixture
+def make_replica(tmp_path: Path) -> Iterator[ReplicaFactory]:
+    """``make_replica("alice")`` creates ``tmp_path/alice`` and closes it after the test."""
+    opened: list[Replica] = []
+
+    def make(name: str = "replica", db_uuid: str | None = None) -> Replica:
+        replica = Replica.init(tmp_path / name, db_uuid=db_uuid)
+        opened.append(replica)
+        return replica
+
+    yield make
+    for replica in opened:
+        replica.close()
