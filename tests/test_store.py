@@ -289,9 +289,10 @@ def test_a_full_disk_is_a_clear_error_and_loses_nothing(make_replica: ReplicaFac
     # (SQLITE_FULL, "database or disk is full").
     pages = alice.main.conn.execute("PRAGMA page_count").fetchone()[0]
     alice.main.conn.execute(f"PRAGMA max_page_count = {pages}")
-    with pytest.raises(StorageError, match=r"disk is full.*nothing was written"), alice.edits() as b:
+    full = pytest.raises(StorageError, match=r"disk is full.*nothing was written")
+    with full, alice.edits() as batch:
         for n in range(5_000):
-            b.create("ticket", {"summary": "x" * 200, "n": n})
+            batch.create("ticket", {"summary": "x" * 200, "n": n})
     assert (alice.main.digest(), alice.main.tickets(), alice.main.latest_seq()) == before
     alice.main.conn.execute("PRAGMA max_page_count = 1073741823")
     alice.create("ticket", {"status": "new"})
