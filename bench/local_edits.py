@@ -23,9 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from machine import describe  # noqa: E402
+from machine import describe
 
-from p2p_prophet.store import Replica  # noqa: E402
+from p2p_prophet.store import Replica
 
 
 def props(i: int) -> dict[str, str | int]:
