@@ -23,6 +23,9 @@ from p2p_prophet.clock import to_datetime
 from p2p_prophet.errors import ProphetError, RecordNotFound
 from p2p_prophet.model import ChangeSet, Value, check_name, check_value
 from p2p_prophet.store import Replica
+from p2p_prophet.sync.human import conflict_record, list_conflicts, resolve_conflict
+from p2p_prophet.sync.transfer import TransferResult, transfer
+from p2p_prophet.sync.transfer import clone as sync_clone
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -432,6 +435,152 @@ def _numbered_records(
         if not isinstance(props, dict) or (uuid is not None and not isinstance(uuid, str)):
             raise ProphetError(f'line {lineno}: "props" must be an object, "uuid" a string')
         yield lineno, obj["type"], props, uuid
+
+
+# -- replication between replicas ----------------------------------------------------------
+
+
+def open_peer(ctx: click.Context, location: str) -> Replica:
+    """Open the other side of a transfer: a replica path (URLs come with the network)."""
+    if "://" in location:
+        raise ProphetError(
+            f"{location}: only replica paths are supported for now; "
+            "syncing over http(s) needs a network node (`p2p-prophet serve`)"
+        )
+    replica = Replica.open(Path(location))
+    ctx.call_on_close(replica.close)
+    return replica
+
+
+def report_transfer(verb: str, where: str, result: TransferResult, as_json: bool) -> None:
+    if as_json:
+        emit_json(result.to_json())
+        return
+    cs = result.changesets
+    parts = [f"{verb} {cs.integrated} changesets {where}"]
+    if cs.skipped:
+        parts.append(f"{cs.skipped} already held")
+    if cs.conflicts:
+        parts.append(
+            f"{cs.conflicts} conflicts ({cs.resolutions_minted} resolutions minted, "
+            f"{cs.resolutions_reused} reused); see `p2p-prophet conflicts`"
+        )
+    if result.resolutions.integrated:
+        parts.append(f"{result.resolutions.integrated} resolution records")
+    click.echo(", ".join(parts), err=True)
+
+
+@cli.command()
+@click.argument("source", metavar="SOURCE")
+@click.argument("path", type=click.Path(path_type=Path))
+@json_option
+@click.pass_context
+def clone(ctx: click.Context, source: str, path: Path, as_json: bool) -> None:
+    """Create a replica at PATH holding everything SOURCE has."""
+    sender = open_peer(ctx, source)
+    replica, result = sync_clone(sender, path)
+    ctx.call_on_close(replica.close)
+    if as_json:
+        emit_json({"replica_uuid": replica.uuid, "db_uuid": replica.db_uuid, **result.to_json()})
+    else:
+        click.echo(replica.uuid)
+        report_transfer("cloned", f"from {source}", result, False)
+
+
+@cli.command()
+@replica_option
+@click.argument("source", metavar="SOURCE")
+@click.option("--force", is_flag=True, help="Merge even if SOURCE is another database.")
+@json_option
+@click.pass_context
+def pull(ctx: click.Context, source: str, force: bool, as_json: bool) -> None:
+    """Integrate what SOURCE has that this replica lacks."""
+    replica = open_replica(ctx)
+    result = transfer(replica, open_peer(ctx, source), force=force)
+    report_transfer("pulled", f"from {source}", result, as_json)
+
+
+@cli.command()
+@replica_option
+@click.argument("target", metavar="TARGET")
+@click.option("--force", is_flag=True, help="Merge even if TARGET is another database.")
+@json_option
+@click.pass_context
+def push(ctx: click.Context, target: str, force: bool, as_json: bool) -> None:
+    """Give TARGET what this replica has that it lacks."""
+    replica = open_replica(ctx)
+    result = transfer(open_peer(ctx, target), replica, force=force)
+    report_transfer("pushed", f"to {target}", result, as_json)
+
+
+@cli.command(name="sync")
+@replica_option
+@click.argument("peer", metavar="PEER")
+@click.option("--force", is_flag=True, help="Merge even if PEER is another database.")
+@json_option
+@click.pass_context
+def sync_(ctx: click.Context, peer: str, force: bool, as_json: bool) -> None:
+    """Pull from PEER, then push to it: afterwards both hold the same changesets."""
+    replica = open_replica(ctx)
+    other = open_peer(ctx, peer)
+    pulled = transfer(replica, other, force=force)
+    pushed = transfer(other, replica, force=force)
+    if as_json:
+        emit_json({"pulled": pulled.to_json(), "pushed": pushed.to_json()})
+    else:
+        report_transfer("pulled", f"from {peer}", pulled, False)
+        report_transfer("pushed", f"to {peer}", pushed, False)
+
+
+@cli.command()
+@replica_option
+@json_option
+@click.pass_context
+def conflicts(ctx: click.Context, as_json: bool) -> None:
+    """List the conflicts this replica met, how each was answered, and the value now."""
+    replica = open_replica(ctx)
+    entries = list_conflicts(replica)
+    if as_json:
+        emit_json(entries)
+        return
+    if not entries:
+        click.echo("no conflicts", err=True)
+    for e in entries:
+        click.echo(f"{e['fingerprint'][:12]}  {e['kind']}  {e['type']} {e['uuid']}")
+        for p in e["props"]:
+            choices = " | ".join(format_value(c["value"]) for c in p["choices"])
+            click.echo(f"    {p['name']}: {choices}  → now {format_value(p['now'])} ({p['how']})")
+
+
+@cli.command()
+@replica_option
+@click.argument("target", nargs=-1, required=True, metavar="FINGERPRINT|TYPE UUID key=value...")
+@json_option
+@click.pass_context
+def resolve(ctx: click.Context, target: tuple[str, ...], as_json: bool) -> None:
+    """Choose the value of conflicted properties yourself.
+
+    Your choice is a new edit with a fresh stamp, so it wins over both sides of the
+    conflict on every replica, and is recorded in the resolution database.
+    """
+    replica = open_replica(ctx)
+    words = list(target)
+    assignments = [w for w in words if "=" in w]
+    head = [w for w in words if "=" not in w]
+    if not assignments:
+        raise click.UsageError("give the values you choose as key=value")
+    props = parse_assignments(assignments)
+    if len(head) == 1:
+        rtype, ruuid = conflict_record(replica, head[0])
+    elif len(head) == 2:
+        rtype, ruuid = head[0], resolve_uuid(replica, head[0], head[1])
+    else:
+        raise click.UsageError("give a conflict FINGERPRINT, or TYPE UUID, then key=value...")
+    fingerprints = resolve_conflict(replica, rtype, ruuid, props)
+    if as_json:
+        emit_json({"type": rtype, "uuid": ruuid, "fingerprints": fingerprints})
+    else:
+        click.echo(f"resolved {len(fingerprints)} conflicts of {rtype} {ruuid}", err=True)
 
 
 @cli.command()

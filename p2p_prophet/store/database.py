@@ -208,6 +208,20 @@ class Database:
         ).fetchall()
         return [LogRow(*r) for r in rows]
 
+    def origin_run(self, origin: str, after: int, chunk: int) -> Iterator[LogRow]:
+        """``origin``'s changesets with origin_seq above ``after``, in origin_seq order,
+        read ``chunk`` rows at a time through the (origin, origin_seq) index."""
+        while True:
+            rows = self.conn.execute(
+                "SELECT * FROM changesets WHERE origin = ? AND origin_seq > ? "
+                "ORDER BY origin_seq LIMIT ?",
+                (origin, after, chunk),
+            ).fetchall()
+            yield from (LogRow(*r) for r in rows)
+            if len(rows) < chunk:
+                return
+            after = rows[-1][2]
+
     def has_changeset(self, origin: str, origin_seq: int) -> bool:
         row = self.conn.execute(
             "SELECT 1 FROM changesets WHERE origin = ? AND origin_seq = ?", (origin, origin_seq)

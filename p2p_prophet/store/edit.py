@@ -21,7 +21,6 @@ from p2p_prophet.model import (
     Op,
     PropChange,
     Value,
-    changeset_id,
     check_name,
     check_uuid,
     check_value,
@@ -29,7 +28,8 @@ from p2p_prophet.model import (
     new_uuid,
     same_value,
 )
-from p2p_prophet.store.database import Database, LogRow, RecordRow
+from p2p_prophet.store.appender import LogAppender
+from p2p_prophet.store.database import Database, RecordRow
 
 
 class EditBatch:
@@ -40,10 +40,8 @@ class EditBatch:
         self._origin = origin
         self._creator = creator
         self._clock = clock
-        self._next_seq = db.latest_seq() + 1
-        self._next_origin_seq = db.ticket(origin) + 1
+        self._log = LogAppender(db, origin)
         self._next_rid = db.next_rid()
-        self._log: list[LogRow] = []
         self._records: list[tuple[int, str, str, int, str]] = []
         self._props: list[tuple[int, str, bytes, int, str]] = []
         self._created: set[tuple[str, str]] = set()
@@ -110,10 +108,7 @@ class EditBatch:
 
     def flush(self) -> None:
         """Write buffered rows (called before reads and at commit)."""
-        if self._log:
-            self._db.insert_changesets(self._log)
-            self._db.set_tickets({self._origin: self._next_origin_seq - 1})
-            self._log.clear()
+        self._log.flush()
         if self._records:
             self._db.insert_records(self._records)
             self._records.clear()
@@ -131,26 +126,13 @@ class EditBatch:
     def _append(self, change: Change) -> ChangeSet:
         cs = ChangeSet(
             origin=self._origin,
-            origin_seq=self._next_origin_seq,
+            origin_seq=self._log.next_own_seq(),
             creator=self._creator,
             created=self._clock.now(),
             kind=Kind.EDIT,
             changes=(change,),
         )
-        body = cs.encode()
-        self._log.append(
-            LogRow(
-                self._next_seq,
-                cs.origin,
-                cs.origin_seq,
-                cs.kind.value,
-                changeset_id(body),
-                cs.created,
-                body,
-            )
-        )
-        self._next_seq += 1
-        self._next_origin_seq += 1
+        self._log.append(cs)
         return cs
 
 

@@ -50,7 +50,14 @@ class Replica:
         self.uuid: str = main.get_meta("replica_uuid")
         self.db_uuid: str = main.get_meta("db_uuid")
         self.creator = default_creator()
-        self.clock = HybridClock(last=max(main.get_meta("hlc", 0), main.max_created()))
+        self.clock = HybridClock(
+            last=max(
+                main.get_meta("hlc", 0),
+                main.max_created(),
+                resolutions.get_meta("hlc", 0),
+                resolutions.max_created(),
+            )
+        )
 
     # -- lifecycle ---------------------------------------------------------------------
 

@@ -1,0 +1,359 @@
+"""Integration: taking a batch of incoming changesets into a replica, in one transaction.
+
+The rules (docs/replication.md explains them at length):
+
+* **Seen or next, nothing else (P2, P3).**  A changeset whose ``origin_seq`` is at or below
+  my ticket for its origin is skipped; the next one (``ticket + 1``) is integrated and
+  advances the ticket in the same transaction; anything else is a gap and the whole batch
+  is refused.  Nullifications are never accepted: they never leave their replica.
+* **Every write goes through the stamp order (P6).**  A property takes an incoming value
+  only if the write's stamp ``(hlc, origin)`` is larger than the stored one; a delete
+  leaves a tombstone that no update undoes.  State is therefore a function of the *set* of
+  changesets integrated, whatever their order (P1).
+* **"Applies cleanly" decides only the fix-ups (P5).**  When a change's ``old`` differs
+  from the current value, the log gets a "before" fix-up (nullification, never sent, no
+  origin_seq), then the original changeset unchanged, then an "after" fix-up (resolution,
+  sent like any changeset) whose writes carry the winning stamps, so a replica that
+  already holds the answer applies nothing twice.
+* **The resolver chain.**  Identical changes (the incoming value is already the current
+  one) are not conflicts.  Otherwise the resolution database is asked: a fingerprint
+  already answered (P7) is reused and no resolution is minted.  Otherwise the policy
+  answers: the larger stamp wins; delete wins over update.
+* Conflicts on a deleted or unknown record are recorded (``p2p-prophet conflicts``) but get
+  no fix-ups: the tombstone wins in every order on its own, so an after fix-up would carry
+  nothing and there is no property value to nullify.
+* The clock observes every stamp integrated (P8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+
+from p2p_prophet.errors import ProphetError
+from p2p_prophet.model import (
+    Change,
+    ChangeSet,
+    Kind,
+    Op,
+    PropChange,
+    Stamp,
+    Value,
+    encode_value,
+    same_value,
+)
+from p2p_prophet.store.appender import LogAppender
+from p2p_prophet.store.database import Database, RecordRow, StoredProp
+from p2p_prophet.store.replica import Replica
+from p2p_prophet.sync import resolutions as resdb
+from p2p_prophet.sync.conflict import Choice, Conflict, ConflictKind, PropConflict
+
+
+class IntegrationError(ProphetError):
+    """An incoming batch breaks the protocol (a gap, a nullification); nothing of it
+    was written."""
+
+
+@dataclass
+class IntegrationResult:
+    """What integrating one or more batches did."""
+
+    received: int = 0
+    integrated: int = 0
+    skipped: int = 0  # already held (P3)
+    conflicts: int = 0
+    resolutions_minted: int = 0
+    resolutions_reused: int = 0
+
+    def add(self, other: IntegrationResult) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+def integrate(replica: Replica, bodies: Iterable[bytes]) -> IntegrationResult:
+    """Integrate canonical changeset bodies into ``replica``'s records and log, in one
+    transaction.  Raises :class:`MalformedChangeSet` or :class:`IntegrationError` (and
+    writes nothing) if any changeset in the batch is bad."""
+    return _Batch(replica, replica.main, detect_conflicts=True).run(bodies)
+
+
+def integrate_resolutions(replica: Replica, bodies: Iterable[bytes]) -> IntegrationResult:
+    """Integrate a batch into ``replica``'s resolution database (plain stamp order: answers
+    to conflicts never conflict themselves)."""
+    return _Batch(replica, replica.resolutions, detect_conflicts=False).run(bodies)
+
+
+class _Batch:
+    def __init__(self, replica: Replica, db: Database, *, detect_conflicts: bool) -> None:
+        self.replica = replica
+        self.db = db
+        self.detect = detect_conflicts
+        self.clock = replica.clock
+        self.result = IntegrationResult()
+        self.log: LogAppender
+        self.tickets: dict[str, int] = {}
+        self.next_rid = 0
+        # Records created in this batch whose rows are still buffered.
+        self.pending: dict[tuple[str, str], int] = {}
+        self.record_rows: list[tuple[int, str, str, int, str]] = []
+        self.prop_rows: list[tuple[int, str, bytes, int, str]] = []
+        self.conflict_rows: list[tuple[str, str, str, int, bytes]] = []
+        self.answers: dict[str, tuple[str, str, resdb.Answer]] = {}
+
+    def run(self, bodies: Iterable[bytes]) -> IntegrationResult:
+        with self.db.transaction():
+            self.log = LogAppender(self.db, self.db.get_meta("replica_uuid"))
+            self.tickets = self.db.tickets()
+            self.next_rid = self.db.next_rid()
+            for body in bodies:
+                self.result.received += 1
+                self.take(body)
+            self.flush_records()
+            self.log.flush()
+            if self.conflict_rows:
+                self.db.conn.executemany(
+                    "INSERT INTO conflicts (fingerprint, type, uuid, seq, body) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    self.conflict_rows,
+                )
+            self.db.set_meta("hlc", self.clock.last)
+            if self.answers:
+                # Answers are committed just before the changesets that raised them: if we
+                # die in between, the retried batch finds its answers and mints nothing.
+                resdb.record(
+                    self.replica, ((fp, t, u, a) for fp, (t, u, a) in self.answers.items())
+                )
+        return self.result
+
+    # -- one changeset ---------------------------------------------------------------
+
+    def take(self, body: bytes) -> None:
+        cs = ChangeSet.decode(body)
+        if cs.kind is Kind.NULLIFICATION:
+            raise IntegrationError(
+                f"refused a nullification from {cs.origin}: before fix-ups never leave "
+                "their replica"
+            )
+        assert cs.origin_seq is not None
+        have = self.tickets.get(cs.origin, 0)
+        if cs.origin_seq <= have:
+            self.result.skipped += 1
+            return
+        if cs.origin_seq != have + 1:
+            raise IntegrationError(
+                f"changeset {cs.origin}#{cs.origin_seq} arrived before #{have + 1}: "
+                "the sender broke the prefix order; nothing of this batch was written"
+            )
+        self.tickets[cs.origin] = cs.origin_seq
+        self.observe(cs)
+        detect = self.detect and cs.kind is Kind.EDIT
+        conflicts = [c for c in (self.apply(cs, ch, detect) for ch in cs.changes) if c]
+        self.result.integrated += 1
+        prop_conflicts = [c for c in conflicts if c.kind is ConflictKind.PROPS]
+        if prop_conflicts:
+            self.log.append(self.nullification(prop_conflicts))
+        seq = self.log.append(cs, body)
+        if prop_conflicts:
+            self.resolve(prop_conflicts)
+        for c in conflicts:
+            self.conflict_rows.append((c.fingerprint, c.type, c.uuid, seq, c.encode()))
+        self.result.conflicts += len(conflicts)
+
+    def observe(self, cs: ChangeSet) -> None:
+        self.clock.observe(cs.created)
+        for change in cs.changes:
+            for p in change.props:
+                if p.stamp is not None:
+                    self.clock.observe(p.stamp.hlc)
+
+    # -- applying writes ---------------------------------------------------------------
+
+    def apply(self, cs: ChangeSet, change: Change, detect: bool) -> Conflict | None:
+        stamp = cs.stamp
+        row = self.record(change.type, change.uuid)
+        if change.op is Op.DELETE:
+            return self.apply_delete(change, row, stamp, detect)
+        if row is None:
+            rid = self.new_record(change.type, change.uuid, stamp)
+            for p in change.props:
+                if p.new is not None:
+                    w = p.stamp or stamp
+                    self.prop_rows.append((rid, p.name, encode_value(p.new), w.hlc, w.origin))
+            if change.op is Op.CREATE or not detect:
+                return None
+            return Conflict(
+                change.type,
+                change.uuid,
+                ConflictKind.MISSING,
+                tuple(
+                    PropConflict(p.name, p.old, Choice(None, None), Choice(p.new, p.stamp or stamp))
+                    for p in change.props
+                ),
+            )
+        current = self.db.props(row.rid)
+        conflicting = []
+        writes = []
+        for p in change.props:
+            w = p.stamp or stamp
+            stored = current.get(p.name)
+            value = None if stored is None else stored.value
+            if stored is None or w > stored.stamp:
+                writes.append((row.rid, p.name, p.new, w))
+            if detect and not same_value(p.old, value) and not same_value(p.new, value):
+                local = Choice(value, None if stored is None else stored.stamp)
+                conflicting.append(PropConflict(p.name, p.old, local, Choice(p.new, w)))
+        self.db.write_props(writes)
+        if not detect:
+            return None
+        if not row.live:
+            assert row.deleted is not None
+            return Conflict(
+                change.type,
+                change.uuid,
+                ConflictKind.DELETE,
+                tuple(
+                    PropConflict(
+                        p.name, p.old, Choice(p.new, p.stamp or stamp), Choice(None, row.deleted)
+                    )
+                    for p in change.props
+                ),
+            )
+        if conflicting:
+            return Conflict(change.type, change.uuid, ConflictKind.PROPS, tuple(conflicting))
+        return None
+
+    def apply_delete(
+        self, change: Change, row: RecordRow | None, stamp: Stamp, detect: bool
+    ) -> Conflict | None:
+        if row is None:
+            rid = self.new_record(change.type, change.uuid, stamp)
+            self.flush_records()
+            self.db.mark_deleted(rid, stamp)
+            if not detect:
+                return None
+            return Conflict(change.type, change.uuid, ConflictKind.MISSING, ())
+        if not row.live:
+            # Delete/delete: the same outcome either way; keep the larger tombstone stamp
+            # so every replica ends with the same one.
+            assert row.deleted is not None
+            if stamp > row.deleted:
+                self.db.mark_deleted(row.rid, stamp)
+            return None
+        self.db.mark_deleted(row.rid, stamp)
+        if not detect:
+            return None
+        current = self.db.props(row.rid)
+        olds = {p.name: p.old for p in change.props}
+        lost = [
+            PropConflict(
+                name, olds.get(name), Choice(stored.value, stored.stamp), Choice(None, stamp)
+            )
+            for name, stored in sorted(current.items())
+            if not same_value(olds.get(name), stored.value)
+        ]
+        if not lost:
+            return None
+        return Conflict(change.type, change.uuid, ConflictKind.DELETE, tuple(lost))
+
+    # -- fix-ups -----------------------------------------------------------------------
+
+    def nullification(self, conflicts: list[Conflict]) -> ChangeSet:
+        """The "before" fix-up: what had to be undone for the incoming change to apply
+        cleanly (each conflicted property back to the incoming change's ``old``)."""
+        return ChangeSet(
+            origin=self.log.own_origin,
+            origin_seq=None,
+            creator=self.replica.creator,
+            created=self.clock.now(),
+            kind=Kind.NULLIFICATION,
+            changes=tuple(
+                Change(
+                    c.type,
+                    c.uuid,
+                    Op.UPDATE,
+                    tuple(PropChange(p.name, p.local.value, p.base) for p in c.props),
+                )
+                for c in conflicts
+            ),
+        )
+
+    def resolve(self, conflicts: list[Conflict]) -> None:
+        """Answer each conflict: reuse the resolution database's answer if it has one,
+        else mint an "after" fix-up carrying the policy's winners and their stamps."""
+        minted: list[Change] = []
+        for c in conflicts:
+            fingerprint = c.fingerprint
+            known = resdb.lookup(self.replica.resolutions, fingerprint)
+            if known is None and fingerprint in self.answers:
+                known = self.answers[fingerprint][2]
+            if known is not None:
+                self.apply_answer(c, known)
+                self.result.resolutions_reused += 1
+                continue
+            answer = {p.name: (p.winner.value, _stamp(p.winner)) for p in c.props}
+            self.answers[fingerprint] = (c.type, c.uuid, answer)
+            minted.append(
+                Change(
+                    c.type,
+                    c.uuid,
+                    Op.UPDATE,
+                    tuple(
+                        PropChange(p.name, p.incoming.value, p.winner.value, _stamp(p.winner))
+                        for p in c.props
+                    ),
+                )
+            )
+        if not minted:
+            return
+        self.log.append(
+            ChangeSet(
+                origin=self.log.own_origin,
+                origin_seq=self.log.next_own_seq(),
+                creator=self.replica.creator,
+                created=self.clock.now(),
+                kind=Kind.RESOLUTION,
+                changes=tuple(minted),
+            )
+        )
+        self.result.resolutions_minted += 1
+
+    def apply_answer(self, conflict: Conflict, answer: resdb.Answer) -> None:
+        """Apply a recorded answer through the stamp order, like any write."""
+        row = self.record(conflict.type, conflict.uuid)
+        assert row is not None
+        current = self.db.props(row.rid)
+        writes: list[tuple[int, str, Value, Stamp]] = []
+        for name, (value, stamp) in answer.items():
+            stored: StoredProp | None = current.get(name)
+            if stored is None or stamp > stored.stamp:
+                writes.append((row.rid, name, value, stamp))
+                self.clock.observe(stamp.hlc)
+        self.db.write_props(writes)
+
+    # -- record rows, buffered for bulk clones -------------------------------------------
+
+    def record(self, rtype: str, ruuid: str) -> RecordRow | None:
+        if (rtype, ruuid) in self.pending:
+            self.flush_records()
+        return self.db.find_record(rtype, ruuid)
+
+    def new_record(self, rtype: str, ruuid: str, stamp: Stamp) -> int:
+        rid = self.next_rid
+        self.next_rid += 1
+        self.pending[(rtype, ruuid)] = rid
+        self.record_rows.append((rid, rtype, ruuid, stamp.hlc, stamp.origin))
+        return rid
+
+    def flush_records(self) -> None:
+        if self.record_rows:
+            self.db.insert_records(self.record_rows)
+            self.record_rows.clear()
+        if self.prop_rows:
+            self.db.insert_new_props(self.prop_rows)
+            self.prop_rows.clear()
+        self.pending.clear()
+
+
+def _stamp(choice: Choice) -> Stamp:
+    assert choice.stamp is not None  # the incoming side always has one, and wins ties
+    return choice.stamp

@@ -1,0 +1,91 @@
+"""Moving changesets between two replicas both opened here (path to path).
+
+This is the exchange of docs/replication.md without a network: resolutions first, then
+changesets, each as planned from the receiver's merge tickets and integrated batch by
+batch.  The network node runs the same planning and integration over HTTP.
+
+A transfer interrupted at any point keeps every batch already integrated; the next one
+starts from the tickets and sends nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from p2p_prophet.errors import ProphetError
+from p2p_prophet.store.replica import Replica
+from p2p_prophet.sync.integrate import IntegrationResult, integrate, integrate_resolutions
+from p2p_prophet.sync.plan import DEFAULT_BATCH, plan
+
+
+class DatabaseMismatch(ProphetError):
+    """The other replica belongs to another database."""
+
+
+Progress = Callable[[IntegrationResult], None]
+
+
+@dataclass
+class TransferResult:
+    """What one direction of a transfer did: resolution database and records."""
+
+    resolutions: IntegrationResult = field(default_factory=IntegrationResult)
+    changesets: IntegrationResult = field(default_factory=IntegrationResult)
+
+    def to_json(self) -> dict[str, dict[str, int]]:
+        return {"resolutions": vars(self.resolutions), "changesets": vars(self.changesets)}
+
+
+def check_compatible(receiver: Replica, sender: Replica, *, force: bool) -> None:
+    """Refuse to mix databases unless ``force``; refuse a replica syncing with itself."""
+    if receiver.uuid == sender.uuid:
+        raise ProphetError(f"{sender.path} is this replica itself ({receiver.uuid})")
+    if receiver.db_uuid != sender.db_uuid and not force:
+        raise DatabaseMismatch(
+            f"{sender.path} holds database {sender.db_uuid}, not {receiver.db_uuid}; "
+            "these are different databases. To merge them into one anyway, repeat "
+            "with --force (their records then live in both)"
+        )
+
+
+def transfer(
+    receiver: Replica,
+    sender: Replica,
+    *,
+    force: bool = False,
+    batch_size: int = DEFAULT_BATCH,
+    progress: Progress | None = None,
+) -> TransferResult:
+    """Give ``receiver`` everything ``sender`` has that it lacks, resolutions first (P4)."""
+    check_compatible(receiver, sender, force=force)
+    result = TransferResult()
+    for batch in plan(sender.resolutions, receiver.resolutions.tickets(), batch_size):
+        result.resolutions.add(integrate_resolutions(receiver, [row.body for row in batch]))
+    for batch in plan(sender.main, receiver.main.tickets(), batch_size):
+        done = integrate(receiver, [row.body for row in batch])
+        result.changesets.add(done)
+        if progress is not None:
+            progress(result.changesets)
+    return result
+
+
+def clone(
+    source: Replica,
+    path: Path,
+    *,
+    batch_size: int = DEFAULT_BATCH,
+    progress: Progress | None = None,
+) -> tuple[Replica, TransferResult]:
+    """Create a replica of ``source``'s database at ``path`` and pull everything into it.
+
+    If the pull is interrupted the new replica keeps the whole batches it got; ``pull``
+    from the same source finishes the job.
+    """
+    replica = Replica.init(path, db_uuid=source.db_uuid)
+    try:
+        return replica, transfer(replica, source, batch_size=batch_size, progress=progress)
+    except BaseException:
+        replica.close()
+        raise
