@@ -41,6 +41,7 @@ Value = str | int | float | bool | None
 FORMAT_VERSION = 1
 
 MAX_NAME_LENGTH = 64
+MAX_CREATOR_LENGTH = 256
 MAX_TEXT_LENGTH = 1 << 20  # 1 MiB of text per property value
 INT_MIN, INT_MAX = -(1 << 63), (1 << 63) - 1
 
@@ -183,7 +184,10 @@ class ChangeSet:
                 type(origin_seq) is int and 1 <= origin_seq <= INT_MAX,
                 "origin_seq is not a positive integer",
             )
-        _check(isinstance(creator, str) and len(creator) <= 256, "creator is not short text")
+        _check(
+            isinstance(creator, str) and len(creator) <= MAX_CREATOR_LENGTH,
+            "creator is not short text",
+        )
         _check(type(created) is int and 0 <= created <= INT_MAX, "created is not a stamp")
         _check(isinstance(changes, list), "changes is not an array")
         return cls(
@@ -250,8 +254,7 @@ def check_value(value: object) -> Value:
     """Validate a property value; return it unchanged."""
     kind = type(value)
     if kind is str:
-        if len(value) > MAX_TEXT_LENGTH:  # type: ignore[arg-type]
-            raise InvalidValue(f"text of {len(value)} characters exceeds {MAX_TEXT_LENGTH}")  # type: ignore[arg-type]
+        check_text(value, "text")  # type: ignore[arg-type]
         return value  # type: ignore[return-value]
     if kind is int:
         if not INT_MIN <= value <= INT_MAX:  # type: ignore[operator]
@@ -265,6 +268,19 @@ def check_value(value: object) -> Value:
         return value  # type: ignore[return-value]
     # Subclasses (an IntEnum, a str subclass) would encode differently from their value.
     raise InvalidValue(f"{kind.__name__} is not a property type (text, int, float, bool)")
+
+
+def check_text(text: str, what: str, limit: int = MAX_TEXT_LENGTH) -> str:
+    """Text must be at most ``limit`` characters and encodable as UTF-8 (no lone
+    surrogates, which CBOR cannot carry)."""
+    if len(text) > limit:
+        raise InvalidValue(f"{what} of {len(text)} characters exceeds {limit}")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidValue(f"{what} {text[:40]!r} is not valid Unicode") from None
+    return text
 
 
 def new_uuid() -> str:

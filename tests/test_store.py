@@ -37,7 +37,7 @@ def test_a_new_replica_has_two_databases_with_their_own_uuids(make_replica: Repl
     for db in (alice.main, alice.resolutions):
         assert db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert db.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-        assert db.conn.execute("PRAGMA synchronous").fetchone()[0] >= 1  # NORMAL or FULL
+        assert db.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
         assert db.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
@@ -297,3 +297,35 @@ def test_a_full_disk_is_a_clear_error_and_loses_nothing(make_replica: ReplicaFac
     alice.main.conn.execute("PRAGMA max_page_count = 1073741823")
     alice.create("ticket", {"status": "new"})
     assert alice.main.latest_seq() == 2
+
+
+def test_a_directory_name_with_uri_characters_is_just_a_path(tmp_path: Path) -> None:
+    path = tmp_path / "notes #1 ?draft"
+    with Replica.init(path) as replica:
+        replica.create("note", {"text": "hi"})
+    assert (path / "replica.db").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes #1 ?draft"]
+    with Replica.open(path) as replica:
+        assert replica.main.count_live() == 1
+
+
+def test_text_that_is_not_valid_unicode_is_refused(make_replica: ReplicaFactory) -> None:
+    alice = make_replica("alice")
+    with pytest.raises(InvalidValue, match="not valid Unicode"):
+        alice.create("note", {"text": "broken \ud800 surrogate"})
+    assert alice.main.latest_seq() == 0
+
+
+def test_an_overlong_creator_is_refused_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("P2P_PROPHET_CREATOR", "x" * 300)
+    with pytest.raises(InvalidValue, match="P2P_PROPHET_CREATOR"):
+        Replica.init(tmp_path / "r")
+
+
+def test_meta_values_come_back_exactly_as_stored(make_replica: ReplicaFactory) -> None:
+    alice = make_replica("alice")
+    with alice.main.transaction():
+        alice.main.set_meta("label", "0123")
+    assert alice.main.get_meta("label") == "0123"

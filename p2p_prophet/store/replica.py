@@ -20,7 +20,7 @@ from types import TracebackType
 
 from p2p_prophet.clock import HybridClock
 from p2p_prophet.errors import NotAReplica, ProphetError, ReplicaNotFound
-from p2p_prophet.model import ChangeSet, Value, check_uuid
+from p2p_prophet.model import MAX_CREATOR_LENGTH, ChangeSet, Value, check_text, check_uuid
 from p2p_prophet.store.database import Database
 from p2p_prophet.store.edit import EditBatch
 
@@ -32,7 +32,7 @@ def default_creator() -> str:
     """Who is editing: ``$P2P_PROPHET_CREATOR``, else ``user@host``."""
     explicit = os.environ.get("P2P_PROPHET_CREATOR")
     if explicit:
-        return explicit
+        return check_text(explicit, "$P2P_PROPHET_CREATOR", MAX_CREATOR_LENGTH)
     try:
         user = getpass.getuser()
     except Exception:  # no user name in some containers; any label will do
@@ -49,7 +49,7 @@ class Replica:
         self.resolutions = resolutions
         self.uuid: str = main.get_meta("replica_uuid")
         self.db_uuid: str = main.get_meta("db_uuid")
-        self.creator = default_creator()
+        self.creator = default_creator()[:MAX_CREATOR_LENGTH]
         self.clock = HybridClock(
             last=max(
                 main.get_meta("hlc", 0),
@@ -159,8 +159,10 @@ class Replica:
         commit.  If the block raises, nothing of the batch is written.
         """
         with self.main.transaction():
-            # Another process may have edited since we opened: never reuse its stamps.
+            # Another process may have edited or integrated since we opened: never issue
+            # a stamp below one it used or saw.
             self.clock.observe(self.main.get_meta("hlc", 0))
+            self.clock.observe(self.resolutions.get_meta("hlc", 0))
             batch = EditBatch(self.main, self.uuid, self.creator, self.clock)
             yield batch
             batch.flush()

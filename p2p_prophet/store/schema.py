@@ -26,7 +26,7 @@ from __future__ import annotations
 SCHEMA_V1 = """
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
-    value ANY
+    value            -- no declared type: no affinity, values come back as stored
 ) WITHOUT ROWID;
 
 CREATE TABLE changesets (

@@ -42,6 +42,16 @@ def check_compatible(receiver: Replica, sender: Replica, *, force: bool) -> None
     """Refuse to mix databases unless ``force``; refuse a replica syncing with itself."""
     if receiver.uuid == sender.uuid:
         raise ProphetError(f"{sender.path} is this replica itself ({receiver.uuid})")
+    for a, b in ((receiver, sender), (sender, receiver)):
+        if a.main.ticket(b.uuid) > b.main.ticket(b.uuid):
+            # b lost changesets it had already shared (restored from an old backup?).
+            # Numbering on from its shorter log would reuse origin_seqs that peers
+            # already hold for other changesets, and they would never converge.
+            raise ProphetError(
+                f"{b.path} has lost changesets it already shared: {a.path} holds "
+                f"{b.uuid}#{a.main.ticket(b.uuid)} but {b.path} ends at "
+                f"#{b.main.ticket(b.uuid)}. Do not edit it; clone a fresh replica instead"
+            )
     if receiver.db_uuid != sender.db_uuid and not force:
         raise DatabaseMismatch(
             f"{sender.path} holds database {sender.db_uuid}, not {receiver.db_uuid}; "

@@ -1,0 +1,369 @@
+"""Replication between replicas on paths: the scenarios of docs/replication.md."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import ReplicaFactory
+
+from p2p_prophet.errors import ProphetError
+from p2p_prophet.model import ChangeSet, Kind
+from p2p_prophet.store import Replica
+from p2p_prophet.sync import (
+    ConflictKind,
+    DatabaseMismatch,
+    IntegrationError,
+    clone,
+    integrate,
+    transfer,
+)
+from p2p_prophet.sync.human import list_conflicts, resolve_conflict
+
+
+def log_of(replica: Replica) -> list[ChangeSet]:
+    return [ChangeSet.decode(r.body) for r in replica.main.changesets_after(0, 10**9)]
+
+
+def fingerprints(replica: Replica) -> set[str]:
+    return {r[0] for r in replica.main.conn.execute("SELECT fingerprint FROM conflicts")}
+
+
+def props_of(replica: Replica, rtype: str, uuid: str) -> dict[str, object]:
+    [record] = [r for r in replica.main.live_records(rtype) if r.uuid == uuid]
+    return dict(record.props)
+
+
+Cloner = Callable[[Replica, str], Replica]
+
+
+@pytest.fixture
+def cloned(tmp_path: Path) -> Iterator[Cloner]:
+    """``cloned(source, name)``: a new replica of source's database, fully pulled."""
+    opened: list[Replica] = []
+
+    def make(source: Replica, name: str) -> Replica:
+        replica, _ = clone(source, tmp_path / name)
+        opened.append(replica)
+        return replica
+
+    yield make
+    for replica in opened:
+        replica.close()
+
+
+# -- 1. separate databases, explicit consent, no echo ------------------------------------
+
+
+def test_separate_databases_merge_only_with_consent(make_replica: ReplicaFactory) -> None:
+    alice, bob = make_replica("alice"), make_replica("bob")
+    alice.create("ticket", {"summary": "alice's"})
+    bob.create("ticket", {"summary": "bob's"})
+    with pytest.raises(DatabaseMismatch, match="--force"):
+        transfer(bob, alice)
+    assert bob.main.latest_seq() == 1  # the refusal wrote nothing
+
+    first = transfer(bob, alice, force=True)
+    assert first.changesets.integrated == 1
+    assert {r.props["summary"] for r in bob.main.live_records()} == {"alice's", "bob's"}
+
+    again = transfer(bob, alice, force=True)
+    assert again.changesets.received == 0 and bob.main.latest_seq() == 2
+
+    transfer(alice, bob, force=True)  # Alice takes Bob's record...
+    back = transfer(bob, alice, force=True)  # ...and Bob pulling her back gets no echo.
+    assert back.changesets.received == 0
+    assert [cs.origin for cs in log_of(bob)].count(bob.uuid) == 1
+    assert alice.main.digest() == bob.main.digest()
+
+
+def test_a_replica_cannot_pull_from_itself(make_replica: ReplicaFactory) -> None:
+    alice = make_replica("alice")
+    with pytest.raises(ProphetError, match="this replica itself"):
+        transfer(alice, alice)
+
+
+# -- 2. high-water marks -----------------------------------------------------------------
+
+
+def test_tickets_are_high_water_marks(make_replica: ReplicaFactory, cloned: Cloner) -> None:
+    alice = make_replica("alice")
+    for n in range(5):
+        alice.create("ticket", {"n": n})
+    bob = cloned(alice, "bob")
+    assert bob.main.ticket(alice.uuid) == alice.main.ticket(alice.uuid) == 5
+    uuid = bob.create("ticket", {"n": 99})
+    bob.update("ticket", uuid, {"n": 100})
+    transfer(alice, bob)
+    assert alice.main.ticket(bob.uuid) == bob.main.ticket(bob.uuid) == 2
+
+
+# -- 3. a chain ----------------------------------------------------------------------------
+
+
+def test_changesets_flow_along_a_chain(make_replica: ReplicaFactory, cloned: Cloner) -> None:
+    alice = make_replica("alice")
+    bob = cloned(alice, "bob")
+    carol = cloned(bob, "carol")
+    alice.create("ticket", {"summary": "from alice"})
+    transfer(bob, alice)
+    transfer(carol, bob)
+    assert carol.main.ticket(alice.uuid) == 1
+    direct = transfer(carol, alice)
+    assert direct.changesets.received == 0
+    assert carol.main.digest() == alice.main.digest()
+
+
+# -- 4. identical concurrent edits ---------------------------------------------------------
+
+
+def test_identical_concurrent_edits_are_not_a_conflict(
+    make_replica: ReplicaFactory, cloned: Cloner
+) -> None:
+    alice = make_replica("alice")
+    uuid = alice.create("ticket", {"status": "new"})
+    bob = cloned(alice, "bob")
+    alice.update("ticket", uuid, {"status": "open"})
+    bob.update("ticket", uuid, {"status": "open"})
+    a = transfer(alice, bob).changesets
+    b = transfer(bob, alice).changesets
+    assert (a.conflicts, a.resolutions_minted, b.conflicts, b.resolutions_minted) == (0, 0, 0, 0)
+    kinds = {cs.kind for r in (alice, bob) for cs in log_of(r)}
+    assert kinds == {Kind.EDIT}
+    assert alice.main.digest() == bob.main.digest()
+
+
+# -- 5. a real conflict ----------------------------------------------------------------------
+
+
+def concurrent_status_edits(
+    make_replica: ReplicaFactory, cloned: Cloner
+) -> tuple[Replica, Replica, str]:
+    alice = make_replica("alice")
+    uuid = alice.create("ticket", {"status": "new", "summary": "Printer on fire"})
+    bob = cloned(alice, "bob")
+    alice.update("ticket", uuid, {"status": "open"})
+    bob.update("ticket", uuid, {"status": "stalled"})
+    return alice, bob, uuid
+
+
+def test_a_conflict_gets_exactly_the_fix_ups_in_the_pullers_log(
+    make_replica: ReplicaFactory, cloned: Cloner
+) -> None:
+    alice, bob, uuid = concurrent_status_edits(make_replica, cloned)
+    before = len(log_of(alice))
+    result = transfer(alice, bob).changesets
+    assert (result.integrated, result.conflicts, result.resolutions_minted) == (1, 1, 1)
+    before_fixup, original, after_fixup = log_of(alice)[before:]
+    # The "before" fix-up: local, no origin_seq, puts status back to the edit's old value.
+    assert before_fixup.kind is Kind.NULLIFICATION and before_fixup.origin_seq is None
+    assert before_fixup.origin == alice.uuid
+    [nulled] = before_fixup.changes[0].props
+    assert (nulled.name, nulled.old, nulled.new) == ("status", "open", "new")
+    # The original changeset, unchanged (same id as in Bob's log).
+    assert original.id == log_of(bob)[-1].id
+    # The "after" fix-up: Alice's next origin_seq, carrying the winning edit's stamp.
+    assert after_fixup.kind is Kind.RESOLUTION and after_fixup.origin_seq == 3
+    [answer] = after_fixup.changes[0].props
+    winner = props_of(alice, "ticket", uuid)["status"]
+    assert answer.new == winner and answer.stamp is not None
+    alices_edit, bobs_edit = log_of(alice)[before - 1], original
+    winning_edit = max(alices_edit, bobs_edit, key=lambda cs: cs.stamp)
+    assert winner == winning_edit.changes[0].props[0].new
+    assert answer.stamp == winning_edit.stamp  # not a new stamp (P6)
+
+    # Bob pulls Alice back: the conflict is already answered, nothing new is minted.
+    back = transfer(bob, alice)
+    assert back.resolutions.integrated == 1  # the answer arrived first (P4)
+    assert back.changesets.resolutions_minted == 0 and back.changesets.resolutions_reused == 1
+    assert alice.main.digest() == bob.main.digest()
+    assert fingerprints(alice) == fingerprints(bob) and len(fingerprints(alice)) == 1
+    # Further pulls, either way, add nothing.
+    for receiver, sender in ((alice, bob), (bob, alice), (alice, bob)):
+        assert transfer(receiver, sender).changesets.received == 0
+
+
+def test_the_winner_is_the_same_whichever_side_pulls_first(
+    make_replica: ReplicaFactory, cloned: Cloner, tmp_path: Path
+) -> None:
+    alice, bob, uuid = concurrent_status_edits(make_replica, cloned)
+    alice.close()
+    bob.close()
+    winners, digests = [], []
+    for order in ("alice-first", "bob-first"):
+        a = Replica.open(shutil.copytree(alice.path, tmp_path / order / "alice"))
+        b = Replica.open(shutil.copytree(bob.path, tmp_path / order / "bob"))
+        pairs = [(a, b), (b, a)] if order == "alice-first" else [(b, a), (a, b)]
+        for receiver, sender in pairs:
+            transfer(receiver, sender)
+        assert a.main.digest() == b.main.digest()
+        winners.append(props_of(a, "ticket", uuid)["status"])
+        digests.append(a.main.digest())
+        a.close()
+        b.close()
+    assert winners[0] == winners[1] and digests[0] == digests[1]
+
+
+def test_a_third_replica_reuses_the_resolution(
+    make_replica: ReplicaFactory, cloned: Cloner
+) -> None:
+    alice, bob, _ = concurrent_status_edits(make_replica, cloned)
+    transfer(alice, bob)
+    for source in (alice, bob):
+        transfer(bob, alice)
+        carol = cloned(source, f"carol-from-{source.path.name}")
+        carol_log = log_of(carol)
+        assert carol.main.digest() == alice.main.digest()
+        assert not any(cs.kind is Kind.RESOLUTION and cs.origin == carol.uuid for cs in carol_log)
+        assert fingerprints(carol) == fingerprints(alice)  # same fingerprint everywhere (P7)
+
+
+def test_a_persons_choice_wins_everywhere(make_replica: ReplicaFactory, cloned: Cloner) -> None:
+    alice, bob, uuid = concurrent_status_edits(make_replica, cloned)
+    transfer(alice, bob)
+    [conflict] = list_conflicts(alice)
+    assert {c["value"] for c in conflict["props"][0]["choices"]} == {"open", "stalled"}
+    assert resolve_conflict(alice, "ticket", uuid, {"status": "blocked"}) == [
+        conflict["fingerprint"]
+    ]
+    transfer(bob, alice)
+    assert props_of(bob, "ticket", uuid)["status"] == "blocked"
+    assert alice.main.digest() == bob.main.digest()
+    carol = cloned(bob, "carol")
+    assert props_of(carol, "ticket", uuid)["status"] == "blocked"
+
+
+# -- 6. deletes, disjoint edits, several properties ------------------------------------------
+
+
+def test_delete_against_delete(make_replica: ReplicaFactory, cloned: Cloner) -> None:
+    alice = make_replica("alice")
+    uuid = alice.create("ticket", {"status": "new"})
+    bob = cloned(alice, "bob")
+    alice.delete("ticket", uuid)
+    bob.delete("ticket", uuid)
+    assert transfer(alice, bob).changesets.conflicts == 0
+    assert transfer(bob, alice).changesets.conflicts == 0
+    assert list(alice.main.live_records()) == list(bob.main.live_records()) == []
+    a, b = alice.main.find_record("ticket", uuid), bob.main.find_record("ticket", uuid)
+    assert a is not None and b is not None and a.deleted == b.deleted  # same tombstone
+
+
+def test_delete_wins_over_a_concurrent_update_everywhere(
+    make_replica: ReplicaFactory, cloned: Cloner
+) -> None:
+    alice = make_replica("alice")
+    uuid = alice.create("ticket", {"status": "new"})
+    keep = alice.create("ticket", {"status": "kept"})
+    bob = cloned(alice, "bob")
+    bob.delete("ticket", uuid)
+    alice.update("ticket", uuid, {"status": "open", "owner": "alice"})  # later stamp
+    transfer(alice, bob)
+    transfer(bob, alice)
+    for replica in (alice, bob):
+        assert [r.uuid for r in replica.main.live_records()] == [keep]
+        [conflict] = list_conflicts(replica)
+        assert conflict["kind"] == ConflictKind.DELETE
+    assert alice.main.digest() == bob.main.digest()
+    assert fingerprints(alice) == fingerprints(bob)
+    with pytest.raises(ProphetError, match="delete wins"):
+        resolve_conflict(alice, "ticket", uuid, {"status": "open"})
+
+
+def test_disjoint_property_edits_are_both_kept(
+    make_replica: ReplicaFactory, cloned: Cloner
+) -> None:
+    alice = make_replica("alice")
+    uuid = alice.create("ticket", {"status": "new", "owner": "nobody"})
+    bob = cloned(alice, "bob")
+    alice.update("ticket", uuid, {"status": "open"})
+    bob.update("ticket", uuid, {"owner": "bob"})
+    assert transfer(alice, bob).changesets.conflicts == 0
+    assert transfer(bob, alice).changesets.conflicts == 0
+    assert props_of(alice, "ticket", uuid) == {"status": "open", "owner": "bob"}
+    assert alice.main.digest() == bob.main.digest()
+
+
+def test_a_conflict_on_several_properties_has_one_fingerprint_everywhere(
+    make_replica: ReplicaFactory, cloned: Cloner
+) -> None:
+    alice = make_replica("alice")
+    uuid = alice.create("ticket", {"status": "new", "owner": "nobody", "prio": 1})
+    bob = cloned(alice, "bob")
+    carol = cloned(alice, "carol")
+    alice.update("ticket", uuid, {"status": "open", "owner": "alice", "prio": 2})
+    bob.update("ticket", uuid, {"prio": 3, "owner": "bob", "status": "stalled"})  # other order
+    transfer(alice, bob)  # Alice meets it with her edit first...
+    transfer(carol, bob)  # ...Carol with Bob's first, and before any answer exists.
+    transfer(carol, alice)
+    transfer(bob, carol)
+    [fingerprint] = fingerprints(alice)
+    assert fingerprints(bob) == fingerprints(carol) == {fingerprint}
+    [conflict] = list_conflicts(carol)
+    assert [p["name"] for p in conflict["props"]] == ["owner", "prio", "status"]
+    for replica in (alice, bob, carol):
+        for other in (alice, bob, carol):
+            if other is not replica:
+                transfer(replica, other)
+    assert alice.main.digest() == bob.main.digest() == carol.main.digest()
+
+
+# -- protocol violations ------------------------------------------------------------------
+
+
+def test_a_gap_in_an_origins_changesets_is_refused_whole(
+    make_replica: ReplicaFactory, cloned: Cloner
+) -> None:
+    alice = make_replica("alice")
+    for n in range(3):
+        alice.create("ticket", {"n": n})
+    bob = make_replica("bob", db_uuid=alice.db_uuid)
+    rows = alice.main.changesets_after(0, 10)
+    with pytest.raises(IntegrationError, match="before #2"):
+        integrate(bob, [rows[0].body, rows[2].body])
+    assert bob.main.latest_seq() == 0 and bob.main.tickets() == {}
+
+
+def test_a_nullification_is_never_accepted(make_replica: ReplicaFactory, cloned: Cloner) -> None:
+    alice, bob, _ = concurrent_status_edits(make_replica, cloned)
+    transfer(alice, bob)
+    [nullification] = [r for r in alice.main.changesets_after(0, 100) if r.kind == "nullification"]
+    carol = cloned(alice, "carol")
+    assert all(cs.kind is not Kind.NULLIFICATION or cs.origin == carol.uuid for cs in log_of(carol))
+    with pytest.raises(IntegrationError, match="nullification"):
+        integrate(carol, [nullification.body])
+
+
+def test_replaying_a_whole_log_changes_nothing(
+    make_replica: ReplicaFactory, cloned: Cloner
+) -> None:
+    alice, bob, _ = concurrent_status_edits(make_replica, cloned)
+    transfer(alice, bob)
+    state = (alice.main.digest(), alice.main.tickets(), alice.main.latest_seq())
+    bodies = [r.body for r in alice.main.changesets_after(0, 100) if r.origin_seq is not None]
+    result = integrate(alice, bodies)
+    assert result.skipped == len(bodies) and result.integrated == 0
+    assert (alice.main.digest(), alice.main.tickets(), alice.main.latest_seq()) == state
+
+
+def test_a_replica_that_lost_shared_changesets_is_stopped(
+    make_replica: ReplicaFactory, cloned: Cloner, tmp_path: Path
+) -> None:
+    alice = make_replica("alice")
+    alice.create("ticket", {"n": 1})
+    alice.close()
+    backup = shutil.copytree(alice.path, tmp_path / "alice-backup")
+    alice = Replica.open(alice.path)
+    alice.create("ticket", {"n": 2})  # alice#2, shared with Bob below
+    bob = cloned(alice, "bob")
+    alice.close()
+    restored = Replica.open(backup)  # Alice restores last week's backup: she ends at #1
+    try:
+        with pytest.raises(ProphetError, match="lost changesets it already shared"):
+            transfer(restored, bob)
+        with pytest.raises(ProphetError, match="lost changesets"):
+            transfer(bob, restored)
+    finally:
+        restored.close()
