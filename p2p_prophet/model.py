@@ -47,6 +47,7 @@ INT_MIN, INT_MAX = -(1 << 63), (1 << 63) - 1
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
 _valid_names: set[str] = set()
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 
 
 class InvalidValue(ProphetError):
@@ -160,7 +161,9 @@ class ChangeSet:
         except Exception as exc:  # cbor2 raises several unrelated types on bad input
             raise MalformedChangeSet(f"not valid CBOR: {exc}") from None
         cs = cls.from_cbor_obj(obj)
-        if cs.encode() != body:
+        # Once validated, the decoded object has exactly the changeset's shape, so
+        # re-encoding it is re-encoding the changeset.
+        if canonical(obj) != body:
             raise MalformedChangeSet("changeset is not in canonical encoding")
         return cs
 
@@ -173,10 +176,9 @@ class ChangeSet:
         if version != FORMAT_VERSION or type(version) is not int:
             raise MalformedChangeSet(f"unknown changeset format version {version!r}")
         _check(_is_uuid(origin), "origin is not a canonical uuid")
-        try:
-            kind = Kind(kind)
-        except ValueError:
-            raise MalformedChangeSet(f"unknown changeset kind {kind!r}") from None
+        kind = _KINDS.get(kind) if isinstance(kind, str) else None
+        if kind is None:
+            raise MalformedChangeSet(f"unknown changeset kind {obj[5]!r}")
         if kind is Kind.NULLIFICATION:
             _check(origin_seq is None, "a nullification has no origin_seq")
         else:
@@ -198,6 +200,10 @@ class ChangeSet:
             kind=kind,
             changes=tuple(_change_from_obj(c) for c in changes),
         )
+
+
+_KINDS = {k.value: k for k in Kind}
+_OPS = {o.value: o for o in Op}
 
 
 def canonical(obj: Any) -> bytes:
@@ -292,12 +298,8 @@ def sorted_props(props: Iterable[PropChange]) -> tuple[PropChange, ...]:
 
 
 def _is_uuid(value: object) -> bool:
-    if not isinstance(value, str) or len(value) != 36:
-        return False
-    try:
-        return str(uuidlib.UUID(value)) == value
-    except ValueError:
-        return False
+    # Exactly the strings str(uuid.UUID(...)) produces: lowercase 8-4-4-4-12 hex.
+    return isinstance(value, str) and _UUID.match(value) is not None
 
 
 def _prop_obj(p: PropChange) -> list[Any]:
@@ -317,9 +319,11 @@ def _change_from_obj(obj: Any) -> Change:
     try:
         check_name(rtype, "record type")
         check_uuid(ruuid)
-        op = Op(op)
-    except (InvalidValue, ValueError) as exc:
+    except InvalidValue as exc:
         raise MalformedChangeSet(str(exc)) from None
+    op = _OPS.get(op) if isinstance(op, str) else None
+    if op is None:
+        raise MalformedChangeSet(f"unknown change op {obj[2]!r}")
     _check(isinstance(props, list), "props is not an array")
     parsed = tuple(_prop_from_obj(p) for p in props)
     names = [p.name for p in parsed]
