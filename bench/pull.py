@@ -11,18 +11,17 @@ Usage: python bench/pull.py [--n 100000] [--incremental 1000]
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from local_edits import rows_ceiling  # noqa: E402
-from machine import describe  # noqa: E402
+from local_edits import rows_ceiling
+from machine import describe
 
-from p2p_prophet.store import Replica  # noqa: E402
-from p2p_prophet.sync import clone, transfer  # noqa: E402
+from p2p_prophet.store import Replica
+from p2p_prophet.sync import clone, transfer
 
 
 def fill(replica: Replica, n: int, offset: int = 0) -> None:
