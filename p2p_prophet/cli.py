@@ -525,6 +525,10 @@ def sync_(ctx: click.Context, peer: str, force: bool, as_json: bool) -> None:
     other = open_peer(ctx, peer)
     pulled = transfer(replica, other, force=force)
     pushed = transfer(other, replica, force=force)
+    if pushed.changesets.resolutions_minted:
+        # The peer answered conflicts while taking our changesets: bring its answers
+        # back so that both sides end with the very same changesets.
+        pulled.changesets.add(transfer(replica, other, force=force).changesets)
     if as_json:
         emit_json({"pulled": pulled.to_json(), "pushed": pushed.to_json()})
     else:

@@ -195,3 +195,47 @@ def test_the_demo_runs_on_a_fresh_machine(run: Runner, tmp_path: Path) -> None:
     assert "state digest" in result.out
     listed = run("-R", str(tmp_path / "demo"), "list", "ticket", "--json").json()
     assert len(listed) == 2
+
+
+def test_replication_from_the_command_line(run: Runner, tmp_path: Path) -> None:
+    alice, bob = str(tmp_path / "alice"), str(tmp_path / "bob")
+    run("-R", alice, "init")
+    uuid = run("-R", alice, "create", "ticket", "status=new").out.strip()
+    cloned = run("clone", alice, bob, "--json").json()
+    assert cloned["changesets"]["integrated"] == 1
+    run("-R", alice, "update", "ticket", uuid, "status=open")
+    run("-R", bob, "update", "ticket", uuid, "status=stalled")
+    synced = run("-R", alice, "sync", bob, "--json").json()
+    assert synced["pulled"]["changesets"]["conflicts"] == 1
+    assert run("-R", alice, "digest").out == run("-R", bob, "digest").out
+    # Both ends hold the same changesets: nothing more moves either way.
+    assert run("-R", bob, "pull", alice, "--json").json()["changesets"]["received"] == 0
+    assert run("-R", bob, "push", alice, "--json").json()["changesets"]["received"] == 0
+    [conflict] = run("-R", bob, "conflicts", "--json").json()
+    assert conflict["type"] == "ticket" and conflict["props"][0]["name"] == "status"
+    human = run("-R", bob, "conflicts").out
+    assert conflict["fingerprint"][:12] in human and "open | stalled" in human
+    resolved = run("-R", bob, "resolve", conflict["fingerprint"][:8], "status=blocked", "--json")
+    assert resolved.json()["fingerprints"] == [conflict["fingerprint"]]
+    run("-R", bob, "push", alice)
+    assert run("-R", alice, "show", "ticket", uuid, "--json").json()["props"] == {
+        "status": "blocked"
+    }
+
+
+def test_replication_errors_are_clear(run: Runner, tmp_path: Path) -> None:
+    alice, other = str(tmp_path / "alice"), str(tmp_path / "other")
+    run("-R", alice, "init")
+    run("-R", other, "init")
+    refused = run("-R", alice, "pull", other)
+    assert refused.code == 1 and "different databases" in refused.err and "--force" in refused.err
+    assert run("-R", alice, "pull", other, "--force").code == 0
+    url = run("-R", alice, "pull", "http://198.18.0.1:7070")
+    assert url.code == 1 and "only replica paths" in url.err
+    missing = run("-R", alice, "pull", str(tmp_path / "nope"))
+    assert missing.code == 1 and "no replica at" in missing.err
+    exists = run("clone", alice, other)
+    assert exists.code == 1 and "already exists" in exists.err
+    unknown = run("-R", alice, "resolve", "abcdef", "status=x")
+    assert unknown.code == 1 and "no conflict" in unknown.err
+    assert run("-R", alice, "conflicts", "--json").json() == []
