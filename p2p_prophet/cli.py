@@ -591,17 +591,23 @@ def resolve(ctx: click.Context, target: tuple[str, ...], as_json: bool) -> None:
 @replica_option
 @click.pass_context
 def demo(ctx: click.Context) -> None:
-    """A two-minute tour: make a replica of tickets, edit them, show log and digest.
+    """A two-minute tour: Alice's replica of tickets, Bob's clone, a concurrent edit
+    on both, and a sync that ends with one winner and equal digests.
 
-    Uses --replica if given (it must not exist yet), else a new temporary directory.
+    Uses --replica for Alice's replica if given (it must not exist yet; Bob's goes
+    beside it), else a new temporary directory.
     """
-    path = Path(ctx.meta["replica"]) if ctx.meta.get("replica") else None
-    if path is None:
-        path = Path(tempfile.mkdtemp(prefix="p2p-prophet-demo-")) / "replica"
-    with Replica.init(path) as replica:
-        click.echo(f"created a replica at {path}")
-        click.echo(f"  database {replica.db_uuid}\n  replica  {replica.uuid}\n")
-        with replica.edits() as batch:
+    if ctx.meta.get("replica"):
+        path = Path(ctx.meta["replica"])
+        bob_path = path.with_name(path.name + "-bob")
+    else:
+        root = Path(tempfile.mkdtemp(prefix="p2p-prophet-demo-"))
+        path, bob_path = root / "alice", root / "bob"
+    say = click.echo
+    with Replica.init(path) as alice:
+        alice.creator = "alice@laptop"
+        say(f"Alice's replica: {path}\n  database {alice.db_uuid}\n  replica  {alice.uuid}\n")
+        with alice.edits() as batch:
             tickets = [
                 batch.create("ticket", {"summary": summary, "status": "open", "priority": prio})
                 for summary, prio in (
@@ -610,18 +616,33 @@ def demo(ctx: click.Context) -> None:
                     ("Laptop clock runs ahead", 1),
                 )
             ]
-        replica.update("ticket", tickets[0], {"status": "stalled", "owner": "alice"})
-        replica.delete("ticket", tickets[1])
-        click.echo("three tickets created, one updated, one deleted; the live tickets:")
-        for record in replica.main.live_records("ticket"):
-            props = " ".join(f"{k}={format_value(v)}" for k, v in sorted(record.props.items()))
-            click.echo(f"  {record.uuid}  {props}")
-        click.echo(f"\nthe log holds {replica.main.latest_seq()} changesets; the newest:")
-        newest = ChangeSet.decode(replica.main.recent_changesets(1)[0].body)
-        click.echo(f"  {newest.kind} by {newest.creator}: {newest.changes[0].op} ticket")
-        click.echo("\nstate digest (equal on every replica holding the same records):")
-        click.echo(f"  {replica.main.digest()}")
-        click.echo(f"\ntry: p2p-prophet -R {path} log")
+        alice.delete("ticket", tickets[1])
+        say("Alice creates three tickets and deletes one. Bob clones her replica:")
+        bob, cloned = sync_clone(alice, bob_path)
+        with bob:
+            bob.creator = "bob@laptop"
+            say(f"  {bob_path}: {cloned.changesets.integrated} changesets pulled\n")
+            say("Offline, both edit the first ticket: Alice stalls it, Bob closes it.")
+            alice.update("ticket", tickets[0], {"status": "stalled", "owner": "alice"})
+            bob.update("ticket", tickets[0], {"status": "closed"})
+            pulled = transfer(alice, bob)
+            pushed = transfer(bob, alice)
+            say(
+                f"They sync: {pulled.changesets.conflicts} conflict, "
+                f"{pulled.changesets.resolutions_minted} resolution minted by Alice, "
+                f"reused by Bob ({pushed.changesets.resolutions_reused}).\n"
+            )
+            for name, replica in (("Alice", alice), ("Bob", bob)):
+                say(f"{name}'s live tickets:")
+                for record in replica.main.live_records("ticket"):
+                    props = " ".join(
+                        f"{k}={format_value(v)}" for k, v in sorted(record.props.items())
+                    )
+                    say(f"  {record.uuid[:8]}  {props}")
+                say(f"  digest {replica.main.digest()}\n")
+            same = alice.main.digest() == bob.main.digest()
+            say("Equal digests: both hold the same records." if same else "DIGESTS DIFFER")
+            say(f"\nNext: p2p-prophet -R {path} log   |   p2p-prophet -R {path} conflicts")
 
 
 # -- entry point --------------------------------------------------------------------------

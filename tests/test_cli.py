@@ -192,9 +192,14 @@ def test_the_installed_console_script_and_module_entry_point(tmp_path: Path) -> 
 def test_the_demo_runs_on_a_fresh_machine(run: Runner, tmp_path: Path) -> None:
     result = run("-R", str(tmp_path / "demo"), "demo")
     assert result.code == 0
-    assert "state digest" in result.out
-    listed = run("-R", str(tmp_path / "demo"), "list", "ticket", "--json").json()
+    assert "Equal digests" in result.out
+    assert (
+        run("-R", str(tmp_path / "demo"), "digest").out
+        == run("-R", str(tmp_path / "demo-bob"), "digest").out
+    )
+    listed = run("-R", str(tmp_path / "demo-bob"), "list", "ticket", "--json").json()
     assert len(listed) == 2
+    assert len(run("-R", str(tmp_path / "demo"), "conflicts", "--json").json()) == 1
 
 
 def test_replication_from_the_command_line(run: Runner, tmp_path: Path) -> None:
