@@ -52,7 +52,7 @@ def unbatched(root: Path, n: int) -> float:
 def bare(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA synchronous = FULL")  # the store's own setting
     return conn
 
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import ReplicaFactory
 
 from p2p_prophet.errors import ProphetError
-from p2p_prophet.model import ChangeSet, Kind
+from p2p_prophet.model import Change, ChangeSet, Kind, Op, PropChange
 from p2p_prophet.store import Replica
 from p2p_prophet.sync import (
     ConflictKind,
@@ -18,6 +18,7 @@ from p2p_prophet.sync import (
     IntegrationError,
     clone,
     integrate,
+    integrate_resolutions,
     transfer,
 )
 from p2p_prophet.sync.human import list_conflicts, resolve_conflict
@@ -365,5 +366,91 @@ def test_a_replica_that_lost_shared_changesets_is_stopped(
             transfer(restored, bob)
         with pytest.raises(ProphetError, match="lost changesets"):
             transfer(bob, restored)
+    finally:
+        restored.close()
+
+
+def test_an_answer_that_arrives_before_its_edit_changes_no_state(
+    make_replica: ReplicaFactory, cloned: Cloner
+) -> None:
+    """P1 holds at every moment, not only at the end: two replicas holding the same
+    changesets have the same digest even while a person's answer is still on its way."""
+    alice, bob, uuid = concurrent_status_edits(make_replica, cloned)
+    x = cloned(alice, "x")  # before the conflict is met anywhere
+    transfer(alice, bob)  # Alice meets it and mints the policy's answer
+    w = cloned(alice, "w")  # W meets it through Alice's log and reuses her answer
+    resolve_conflict(alice, "ticket", uuid, {"status": "blocked"})  # a person's choice
+    answers = [r.body for r in alice.resolutions.changesets_after(0, 100)]
+    persons_edit = alice.main.ticket(alice.uuid)
+    integrate_resolutions(w, answers)  # W gets the person's answer, not yet the edit
+    integrate_resolutions(x, answers)  # so does X, and only then meets the conflict
+    integrate(
+        x,
+        [
+            r.body
+            for r in alice.main.changesets_after(0, 100)
+            if r.origin_seq is not None and (r.origin, r.origin_seq) != (alice.uuid, persons_edit)
+        ],
+    )
+    assert w.main.tickets() == x.main.tickets()
+    assert w.resolutions.tickets() == x.resolutions.tickets()
+    assert w.main.digest() == x.main.digest()
+    assert props_of(x, "ticket", uuid)["status"] != "blocked"  # not before the edit itself
+    for replica in (w, x):
+        transfer(replica, alice)
+    assert props_of(x, "ticket", uuid)["status"] == props_of(w, "ticket", uuid)["status"]
+    assert w.main.digest() == x.main.digest() == alice.main.digest()
+
+
+def test_changes_to_an_unknown_record_still_follow_the_stamp_order(
+    make_replica: ReplicaFactory,
+) -> None:
+    """Out of causal order (only a broken or hostile sender does this), an update that
+    deletes a property must still beat an older create, whichever arrives first."""
+    record = "00000000-0000-4000-8000-0000000000ee"
+    writer_a = "00000000-0000-4000-8000-00000000000a"
+    writer_b = "00000000-0000-4000-8000-00000000000b"
+    create = ChangeSet(
+        writer_a,
+        1,
+        "a",
+        100,
+        Kind.EDIT,
+        (Change("ticket", record, Op.CREATE, (PropChange("owner", None, "ann"),)),),
+    ).encode()
+    drop_owner = ChangeSet(
+        writer_b,
+        1,
+        "b",
+        200,
+        Kind.EDIT,
+        (Change("ticket", record, Op.UPDATE, (PropChange("owner", "ann", None),)),),
+    ).encode()
+    first, second = make_replica("first"), make_replica("second")
+    integrate(first, [create, drop_owner])
+    integrate(second, [drop_owner, create])
+    assert first.main.digest() == second.main.digest()
+    assert props_of(second, "ticket", record) == {}
+    assert [c["kind"] for c in list_conflicts(second)] == ["missing"]
+
+
+def test_a_restored_replica_that_renumbered_is_stopped_too(
+    make_replica: ReplicaFactory, cloned: Cloner, tmp_path: Path
+) -> None:
+    alice = make_replica("alice")
+    alice.create("ticket", {"n": 1})
+    alice.close()
+    backup = shutil.copytree(alice.path, tmp_path / "alice-backup")
+    alice = Replica.open(alice.path)
+    alice.create("ticket", {"n": 2})  # alice#2, shared with Bob below
+    bob = cloned(alice, "bob")
+    alice.close()
+    restored = Replica.open(backup)
+    try:
+        restored.create("ticket", {"n": "not 2"})  # a different alice#2: same number
+        assert restored.main.ticket(restored.uuid) == bob.main.ticket(restored.uuid)
+        with pytest.raises(ProphetError, match="renumbered"):
+            transfer(bob, restored)
+        assert bob.main.ticket(restored.uuid) == 2  # and nothing moved
     finally:
         restored.close()

@@ -316,12 +316,18 @@ def test_text_that_is_not_valid_unicode_is_refused(make_replica: ReplicaFactory)
     assert alice.main.latest_seq() == 0
 
 
-def test_an_overlong_creator_is_refused_before_anything_is_written(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_an_overlong_creator_stops_writes_but_not_reads(
+    make_replica: ReplicaFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    alice = make_replica("alice")
+    alice.create("note", {"text": "before"})
+    alice.close()
     monkeypatch.setenv("P2P_PROPHET_CREATOR", "x" * 300)
-    with pytest.raises(InvalidValue, match="P2P_PROPHET_CREATOR"):
-        Replica.init(tmp_path / "r")
+    with Replica.open(alice.path) as again:
+        assert again.main.count_live() == 1  # reading works
+        with pytest.raises(InvalidValue, match="P2P_PROPHET_CREATOR"):
+            again.create("note", {"text": "after"})
+        assert again.main.latest_seq() == 1
 
 
 def test_meta_values_come_back_exactly_as_stored(make_replica: ReplicaFactory) -> None:

@@ -115,8 +115,9 @@ class Database:
         # power cut.  NORMAL would be safe for our own consistency (changesets and their
         # tickets roll back together) but not for our peers': a replica could lose
         # changesets it had already sent, then reuse their origin_seq numbers for new
-        # ones, which the peers would skip as already seen.  FULL costs unbatched edits
-        # about 40% (bench/local_edits.py) and batched ones nothing measurable.
+        # ones, which the peers would skip as already seen.  The price is one fsync per
+        # commit: unbatched edits ran 40-80% slower than with NORMAL on our 2-core test
+        # machine (bench/local_edits.py), batched edits and pulls unchanged.
         c.execute("PRAGMA journal_mode = WAL")
         c.execute("PRAGMA synchronous = FULL")
         c.execute("PRAGMA foreign_keys = ON")
@@ -227,6 +228,13 @@ class Database:
                 return
             after = rows[-1][2]
 
+    def changeset_id(self, origin: str, origin_seq: int) -> bytes | None:
+        """The id of ``origin``'s changeset number ``origin_seq`` here, if held."""
+        row = self.conn.execute(
+            "SELECT id FROM changesets WHERE origin = ? AND origin_seq = ?", (origin, origin_seq)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
     def has_changeset(self, origin: str, origin_seq: int) -> bool:
         row = self.conn.execute(
             "SELECT 1 FROM changesets WHERE origin = ? AND origin_seq = ?", (origin, origin_seq)
@@ -318,9 +326,9 @@ class Database:
             ),
         )
 
-    def insert_new_props(self, rows: Iterable[tuple[int, str, bytes, int, str]]) -> None:
+    def insert_new_props(self, rows: Iterable[tuple[int, str, bytes | None, int, str]]) -> None:
         """Insert properties of records created in this transaction: rows of
-        ``(rid, name, encoded value, hlc, origin)`` (the bulk path of creates)."""
+        ``(rid, name, encoded value or None, hlc, origin)`` (the bulk path of creates)."""
         self.conn.executemany(
             "INSERT INTO props (rid, name, value, hlc, origin) VALUES (?, ?, ?, ?, ?)", rows
         )

@@ -49,7 +49,7 @@ class Replica:
         self.resolutions = resolutions
         self.uuid: str = main.get_meta("replica_uuid")
         self.db_uuid: str = main.get_meta("db_uuid")
-        self.creator = default_creator()[:MAX_CREATOR_LENGTH]
+        self._creator: str | None = None
         self.clock = HybridClock(
             last=max(
                 main.get_meta("hlc", 0),
@@ -58,6 +58,18 @@ class Replica:
                 resolutions.max_created(),
             )
         )
+
+    @property
+    def creator(self) -> str:
+        """Who this replica's new changesets name as creator; checked when first used,
+        so that a bad ``$P2P_PROPHET_CREATOR`` stops writes but not reads."""
+        if self._creator is None:
+            self._creator = default_creator()
+        return self._creator
+
+    @creator.setter
+    def creator(self, value: str) -> None:
+        self._creator = check_text(value, "creator", MAX_CREATOR_LENGTH)
 
     # -- lifecycle ---------------------------------------------------------------------
 

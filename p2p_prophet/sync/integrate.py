@@ -17,8 +17,10 @@ The rules (docs/replication.md explains them at length):
   already holds the answer applies nothing twice.
 * **The resolver chain.**  Identical changes (the incoming value is already the current
   one) are not conflicts.  Otherwise the resolution database is asked: a fingerprint
-  already answered (P7) is reused and no resolution is minted.  Otherwise the policy
-  answers: the larger stamp wins; delete wins over update.
+  already answered (P7) is reused, which means no resolution is minted; the answer's
+  values are never written from the resolution database itself, only by the changesets
+  that carry them, so that state stays a function of the changesets integrated.
+  Otherwise the policy answers: the larger stamp wins; delete wins over update.
 * Conflicts on a deleted or unknown record are recorded (``p2p-prophet conflicts``) but get
   no fix-ups: the tombstone wins in every order on its own, so an after fix-up would carry
   nothing and there is no property value to nullify.
@@ -38,12 +40,11 @@ from p2p_prophet.model import (
     Op,
     PropChange,
     Stamp,
-    Value,
     encode_value,
     same_value,
 )
 from p2p_prophet.store.appender import LogAppender
-from p2p_prophet.store.database import Database, RecordRow, StoredProp
+from p2p_prophet.store.database import Database, RecordRow
 from p2p_prophet.store.replica import Replica
 from p2p_prophet.sync import resolutions as resdb
 from p2p_prophet.sync.conflict import Choice, Conflict, ConflictKind, PropConflict
@@ -96,7 +97,7 @@ class _Batch:
         # Records created in this batch whose rows are still buffered.
         self.pending: dict[tuple[str, str], int] = {}
         self.record_rows: list[tuple[int, str, str, int, str]] = []
-        self.prop_rows: list[tuple[int, str, bytes, int, str]] = []
+        self.prop_rows: list[tuple[int, str, bytes | None, int, str]] = []
         self.conflict_rows: list[tuple[str, str, str, int, bytes]] = []
         self.answers: dict[str, tuple[str, str, resdb.Answer]] = {}
 
@@ -176,9 +177,11 @@ class _Batch:
         if row is None:
             rid = self.new_record(change.type, change.uuid, stamp)
             for p in change.props:
-                if p.new is not None:
-                    w = p.stamp or stamp
-                    self.prop_rows.append((rid, p.name, encode_value(p.new), w.hlc, w.origin))
+                # Every write keeps its stamp, a null one too (so that an older write
+                # arriving later cannot bring the property back).
+                w = p.stamp or stamp
+                blob = None if p.new is None else encode_value(p.new)
+                self.prop_rows.append((rid, p.name, blob, w.hlc, w.origin))
             if change.op is Op.CREATE or not detect:
                 return None
             return Conflict(
@@ -287,7 +290,10 @@ class _Batch:
             if known is None and fingerprint in self.answers:
                 known = self.answers[fingerprint][2]
             if known is not None:
-                self.apply_answer(c, known)
+                # Reuse means: mint nothing.  The answer's values are not written here:
+                # state must be a function of the changesets integrated (P1), and every
+                # answer is carried by changesets anyway (the policy's is the stamp order
+                # of the two edits; a person's is their edit).
                 self.result.resolutions_reused += 1
                 continue
             answer = {p.name: (p.winner.value, _stamp(p.winner)) for p in c.props}
@@ -316,19 +322,6 @@ class _Batch:
             )
         )
         self.result.resolutions_minted += 1
-
-    def apply_answer(self, conflict: Conflict, answer: resdb.Answer) -> None:
-        """Apply a recorded answer through the stamp order, like any write."""
-        row = self.record(conflict.type, conflict.uuid)
-        assert row is not None
-        current = self.db.props(row.rid)
-        writes: list[tuple[int, str, Value, Stamp]] = []
-        for name, (value, stamp) in answer.items():
-            stored: StoredProp | None = current.get(name)
-            if stored is None or stamp > stored.stamp:
-                writes.append((row.rid, name, value, stamp))
-                self.clock.observe(stamp.hlc)
-        self.db.write_props(writes)
 
     # -- record rows, buffered for bulk clones -------------------------------------------
 

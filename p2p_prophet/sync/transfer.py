@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from p2p_prophet.errors import ProphetError
+from p2p_prophet.store.database import Database
 from p2p_prophet.store.replica import Replica
 from p2p_prophet.sync.integrate import IntegrationResult, integrate, integrate_resolutions
 from p2p_prophet.sync.plan import DEFAULT_BATCH, plan
@@ -43,21 +44,36 @@ def check_compatible(receiver: Replica, sender: Replica, *, force: bool) -> None
     if receiver.uuid == sender.uuid:
         raise ProphetError(f"{sender.path} is this replica itself ({receiver.uuid})")
     for a, b in ((receiver, sender), (sender, receiver)):
-        if a.main.ticket(b.uuid) > b.main.ticket(b.uuid):
-            # b lost changesets it had already shared (restored from an old backup?).
-            # Numbering on from its shorter log would reuse origin_seqs that peers
-            # already hold for other changesets, and they would never converge.
-            raise ProphetError(
-                f"{b.path} has lost changesets it already shared: {a.path} holds "
-                f"{b.uuid}#{a.main.ticket(b.uuid)} but {b.path} ends at "
-                f"#{b.main.ticket(b.uuid)}. Do not edit it; clone a fresh replica instead"
-            )
+        for a_db, b_db in ((a.main, b.main), (a.resolutions, b.resolutions)):
+            if not same_history(a_db, b_db, b_db.get_meta("replica_uuid")):
+                # b lost changesets it had already shared (restored from an old backup?)
+                # and numbered new ones from its shorter log: peers would skip those
+                # as already seen and never converge.
+                raise ProphetError(
+                    f"{b.path} has lost changesets it already shared and renumbered "
+                    f"new ones: {a.path} holds other changesets under the same numbers. "
+                    "Do not edit it; clone a fresh replica instead"
+                )
     if receiver.db_uuid != sender.db_uuid and not force:
         raise DatabaseMismatch(
             f"{sender.path} holds database {sender.db_uuid}, not {receiver.db_uuid}; "
             "these are different databases. To merge them into one anyway, repeat "
             "with --force (their records then live in both)"
         )
+
+
+def same_history(holder: Database, origin_db: Database, origin: str) -> bool:
+    """Does ``holder``'s copy of ``origin``'s changesets agree with ``origin_db``'s own?
+
+    ``holder`` must not hold more of them than the origin has made, and the last one both
+    hold must have the same id on both sides (one index lookup each).
+    """
+    held, made = holder.ticket(origin), origin_db.ticket(origin)
+    if held > made:
+        return False
+    if held == 0:
+        return True
+    return holder.changeset_id(origin, held) == origin_db.changeset_id(origin, held)
 
 
 def transfer(
