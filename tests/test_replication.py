@@ -349,9 +349,11 @@ def test_replaying_a_whole_log_changes_nothing(
     assert (alice.main.digest(), alice.main.tickets(), alice.main.latest_seq()) == state
 
 
-def test_a_replica_that_lost_shared_changesets_is_stopped(
+def restored_from_backup(
     make_replica: ReplicaFactory, cloned: Cloner, tmp_path: Path
-) -> None:
+) -> tuple[Replica, Replica]:
+    """Alice backs up after alice#1, shares alice#2 with Bob, then restores the backup:
+    returns (restored Alice, who ends at #1; Bob, who holds alice#2)."""
     alice = make_replica("alice")
     alice.create("ticket", {"n": 1})
     alice.close()
@@ -360,7 +362,13 @@ def test_a_replica_that_lost_shared_changesets_is_stopped(
     alice.create("ticket", {"n": 2})  # alice#2, shared with Bob below
     bob = cloned(alice, "bob")
     alice.close()
-    restored = Replica.open(backup)  # Alice restores last week's backup: she ends at #1
+    return Replica.open(backup), bob
+
+
+def test_a_replica_that_lost_shared_changesets_is_stopped(
+    make_replica: ReplicaFactory, cloned: Cloner, tmp_path: Path
+) -> None:
+    restored, bob = restored_from_backup(make_replica, cloned, tmp_path)
     try:
         with pytest.raises(ProphetError, match="lost changesets it already shared"):
             transfer(restored, bob)
@@ -437,15 +445,7 @@ def test_changes_to_an_unknown_record_still_follow_the_stamp_order(
 def test_a_restored_replica_that_renumbered_is_stopped_too(
     make_replica: ReplicaFactory, cloned: Cloner, tmp_path: Path
 ) -> None:
-    alice = make_replica("alice")
-    alice.create("ticket", {"n": 1})
-    alice.close()
-    backup = shutil.copytree(alice.path, tmp_path / "alice-backup")
-    alice = Replica.open(alice.path)
-    alice.create("ticket", {"n": 2})  # alice#2, shared with Bob below
-    bob = cloned(alice, "bob")
-    alice.close()
-    restored = Replica.open(backup)
+    restored, bob = restored_from_backup(make_replica, cloned, tmp_path)
     try:
         restored.create("ticket", {"n": "not 2"})  # a different alice#2: same number
         assert restored.main.ticket(restored.uuid) == bob.main.ticket(restored.uuid)
