@@ -235,12 +235,6 @@ class Database:
         ).fetchone()
         return None if row is None else bytes(row[0])
 
-    def has_changeset(self, origin: str, origin_seq: int) -> bool:
-        row = self.conn.execute(
-            "SELECT 1 FROM changesets WHERE origin = ? AND origin_seq = ?", (origin, origin_seq)
-        ).fetchone()
-        return row is not None
-
     def max_created(self) -> int:
         """The largest HLC stamp in the log (0 if empty)."""
         return int(

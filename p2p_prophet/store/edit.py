@@ -24,12 +24,12 @@ from p2p_prophet.model import (
     check_name,
     check_uuid,
     check_value,
-    encode_value,
     new_uuid,
     same_value,
 )
 from p2p_prophet.store.appender import LogAppender
 from p2p_prophet.store.database import Database, RecordRow
+from p2p_prophet.store.new_records import NewRecords
 
 
 class EditBatch:
@@ -41,10 +41,7 @@ class EditBatch:
         self._creator = creator
         self._clock = clock
         self._log = LogAppender(db, origin)
-        self._next_rid = db.next_rid()
-        self._records: list[tuple[int, str, str, int, str]] = []
-        self._props: list[tuple[int, str, bytes, int, str]] = []
-        self._created: set[tuple[str, str]] = set()
+        self._new = NewRecords(db)
 
     def create(self, rtype: str, props: Mapping[str, Value], uuid: str | None = None) -> str:
         """Create a record of ``rtype`` with ``props`` (null values are left out).
@@ -57,7 +54,7 @@ class EditBatch:
             uuid = new_uuid()
         else:
             check_uuid(uuid)
-            if (rtype, uuid) in self._created or self._db.find_record(rtype, uuid):
+            if (rtype, uuid) in self._new or self._db.find_record(rtype, uuid):
                 raise ProphetError(f"{rtype} {uuid} already exists")
         changes = tuple(
             PropChange(name, None, value)
@@ -65,13 +62,8 @@ class EditBatch:
             if value is not None
         )
         cs = self._append(Change(rtype, uuid, Op.CREATE, changes))
-        rid = self._next_rid
-        self._next_rid += 1
-        self._created.add((rtype, uuid))
-        self._records.append((rid, rtype, uuid, cs.created, cs.origin))
-        self._props.extend(
-            (rid, p.name, encode_value(p.new), cs.created, cs.origin) for p in changes
-        )
+        stamp = cs.stamp
+        self._new.add(rtype, uuid, stamp, ((p.name, p.new, stamp) for p in changes))
         return uuid
 
     def update(self, rtype: str, uuid: str, props: Mapping[str, Value]) -> ChangeSet | None:
@@ -109,12 +101,7 @@ class EditBatch:
     def flush(self) -> None:
         """Write buffered rows (called before reads and at commit)."""
         self._log.flush()
-        if self._records:
-            self._db.insert_records(self._records)
-            self._records.clear()
-        if self._props:
-            self._db.insert_new_props(self._props)
-            self._props.clear()
+        self._new.flush()
 
     def _live(self, rtype: str, uuid: str) -> RecordRow:
         self.flush()

@@ -40,11 +40,11 @@ from p2p_prophet.model import (
     Op,
     PropChange,
     Stamp,
-    encode_value,
     same_value,
 )
 from p2p_prophet.store.appender import LogAppender
 from p2p_prophet.store.database import Database, RecordRow
+from p2p_prophet.store.new_records import NewRecords
 from p2p_prophet.store.replica import Replica
 from p2p_prophet.sync import resolutions as resdb
 from p2p_prophet.sync.conflict import Choice, Conflict, ConflictKind, PropConflict
@@ -93,11 +93,7 @@ class _Batch:
         self.result = IntegrationResult()
         self.log: LogAppender
         self.tickets: dict[str, int] = {}
-        self.next_rid = 0
-        # Records created in this batch whose rows are still buffered.
-        self.pending: dict[tuple[str, str], int] = {}
-        self.record_rows: list[tuple[int, str, str, int, str]] = []
-        self.prop_rows: list[tuple[int, str, bytes | None, int, str]] = []
+        self.new: NewRecords
         self.conflict_rows: list[tuple[str, str, str, int, bytes]] = []
         self.answers: dict[str, tuple[str, str, resdb.Answer]] = {}
 
@@ -105,11 +101,11 @@ class _Batch:
         with self.db.transaction():
             self.log = LogAppender(self.db, self.db.get_meta("replica_uuid"))
             self.tickets = self.db.tickets()
-            self.next_rid = self.db.next_rid()
+            self.new = NewRecords(self.db)
             for body in bodies:
                 self.result.received += 1
                 self.take(body)
-            self.flush_records()
+            self.new.flush()
             self.log.flush()
             if self.conflict_rows:
                 self.db.conn.executemany(
@@ -175,13 +171,14 @@ class _Batch:
         if change.op is Op.DELETE:
             return self.apply_delete(change, row, stamp, detect)
         if row is None:
-            rid = self.new_record(change.type, change.uuid, stamp)
-            for p in change.props:
-                # Every write keeps its stamp, a null one too (so that an older write
-                # arriving later cannot bring the property back).
-                w = p.stamp or stamp
-                blob = None if p.new is None else encode_value(p.new)
-                self.prop_rows.append((rid, p.name, blob, w.hlc, w.origin))
+            # Every write keeps its stamp, a null one too (so that an older write
+            # arriving later cannot bring the property back).
+            self.new.add(
+                change.type,
+                change.uuid,
+                stamp,
+                ((p.name, p.new, p.stamp or stamp) for p in change.props),
+            )
             if change.op is Op.CREATE or not detect:
                 return None
             return Conflict(
@@ -229,8 +226,8 @@ class _Batch:
         self, change: Change, row: RecordRow | None, stamp: Stamp, detect: bool
     ) -> Conflict | None:
         if row is None:
-            rid = self.new_record(change.type, change.uuid, stamp)
-            self.flush_records()
+            rid = self.new.add(change.type, change.uuid, stamp, ())
+            self.new.flush()
             self.db.mark_deleted(rid, stamp)
             if not detect:
                 return None
@@ -323,28 +320,10 @@ class _Batch:
         )
         self.result.resolutions_minted += 1
 
-    # -- record rows, buffered for bulk clones -------------------------------------------
-
     def record(self, rtype: str, ruuid: str) -> RecordRow | None:
-        if (rtype, ruuid) in self.pending:
-            self.flush_records()
+        if (rtype, ruuid) in self.new:
+            self.new.flush()
         return self.db.find_record(rtype, ruuid)
-
-    def new_record(self, rtype: str, ruuid: str, stamp: Stamp) -> int:
-        rid = self.next_rid
-        self.next_rid += 1
-        self.pending[(rtype, ruuid)] = rid
-        self.record_rows.append((rid, rtype, ruuid, stamp.hlc, stamp.origin))
-        return rid
-
-    def flush_records(self) -> None:
-        if self.record_rows:
-            self.db.insert_records(self.record_rows)
-            self.record_rows.clear()
-        if self.prop_rows:
-            self.db.insert_new_props(self.prop_rows)
-            self.prop_rows.clear()
-        self.pending.clear()
 
 
 def _stamp(choice: Choice) -> Stamp:
