@@ -42,7 +42,16 @@ FORMAT_VERSION = 1
 
 MAX_NAME_LENGTH = 64
 MAX_CREATOR_LENGTH = 256
-MAX_TEXT_LENGTH = 1 << 20  # 1 MiB of text per property value
+MAX_TEXT_BYTES = 1 << 20  # 1 MiB of UTF-8 text per property value
+MAX_PROPS_PER_CHANGE = 1024
+MAX_CHANGES_PER_CHANGESET = 1024
+# A local edit may encode to at most MAX_EDIT_BYTES.  An "after" fix-up carries the old and
+# the new value of each conflicted property of one incoming edit, so it can be twice as
+# large; every changeset that may travel therefore fits in MAX_CHANGESET_BYTES, which is
+# what decoding (and the wire's frame limit) accepts.
+MAX_EDIT_BYTES = 4 << 20
+MAX_CHANGESET_BYTES = 2 * MAX_EDIT_BYTES + (64 << 10)
+MAX_DEPTH = 5  # changeset > changes > change > props > prop
 INT_MIN, INT_MAX = -(1 << 63), (1 << 63) - 1
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
@@ -156,10 +165,14 @@ class ChangeSet:
         changeset's shape, hold invalid names or values, or are not in canonical form
         (so that the id computed by any replica from these bytes is the same).
         """
+        if len(body) > MAX_CHANGESET_BYTES:
+            raise MalformedChangeSet(
+                f"a changeset of {len(body)} bytes exceeds the limit of {MAX_CHANGESET_BYTES}"
+            )
         try:
-            obj = cbor2.loads(body)
-        except Exception as exc:  # cbor2 raises several unrelated types on bad input
-            raise MalformedChangeSet(f"not valid CBOR: {exc}") from None
+            obj = strict_loads(body, MAX_DEPTH)
+        except CBORError as exc:
+            raise MalformedChangeSet(str(exc)) from None
         cs = cls.from_cbor_obj(obj)
         # Once validated, the decoded object has exactly the changeset's shape, so
         # re-encoding it is re-encoding the changeset.
@@ -192,6 +205,10 @@ class ChangeSet:
         )
         _check(type(created) is int and 0 <= created <= INT_MAX, "created is not a stamp")
         _check(isinstance(changes, list), "changes is not an array")
+        _check(
+            len(changes) <= MAX_CHANGES_PER_CHANGESET,
+            f"more than {MAX_CHANGES_PER_CHANGESET} changes in one changeset",
+        )
         return cls(
             origin=origin,
             origin_seq=origin_seq,
@@ -204,6 +221,43 @@ class ChangeSet:
 
 _KINDS = {k.value: k for k in Kind}
 _OPS = {o.value: o for o in Op}
+
+
+class CBORError(ProphetError):
+    """Bytes are not CBOR, or use CBOR features our encodings never use."""
+
+
+def _refuse_tag(*_args: Any) -> Any:
+    raise cbor2.CBORDecodeError("CBOR tags are not allowed here")
+
+
+# Tags cbor2 decodes by itself (bignums, dates, shared references that can build cycles,
+# ...) are refused through semantic_decoders; any other tag reaches tag_hook.
+_NO_TAGS: dict[int, Any] = {tag: _refuse_tag for tag in (*range(0, 300), 1004, 55799)}
+
+
+def strict_loads(data: bytes, max_depth: int) -> Any:
+    """Decode one CBOR item from untrusted bytes, refusing what our encodings never use.
+
+    No tags, no indefinite lengths, map keys only text or bytes and never repeated, at
+    most ``max_depth`` nested containers, and nothing after the item.  Memory stays
+    proportional to ``len(data)``: cbor2 does not preallocate for a claimed length.
+    Raises :class:`CBORError`.
+    """
+    try:
+        return cbor2.loads(
+            data,
+            max_depth=max_depth,
+            allow_indefinite=False,
+            allow_duplicate_keys=False,
+            strict_hashable_types=True,
+            semantic_decoders=_NO_TAGS,
+            tag_hook=_refuse_tag,
+        )
+    except Exception as exc:  # cbor2 raises several unrelated types on bad input
+        cause = exc.__cause__ or exc.__context__
+        detail = f"{exc}" if cause is None else f"{exc}: {cause}"
+        raise CBORError(f"not valid CBOR: {detail}") from None
 
 
 def canonical(obj: Any) -> bytes:
@@ -276,16 +330,17 @@ def check_value(value: object) -> Value:
     raise InvalidValue(f"{kind.__name__} is not a property type (text, int, float, bool)")
 
 
-def check_text(text: str, what: str, limit: int = MAX_TEXT_LENGTH) -> str:
-    """Text must be at most ``limit`` characters and encodable as UTF-8 (no lone
-    surrogates, which CBOR cannot carry)."""
-    if len(text) > limit:
-        raise InvalidValue(f"{what} of {len(text)} characters exceeds {limit}")
+def check_text(text: str, what: str, limit: int = MAX_TEXT_BYTES) -> str:
+    """Text must be encodable as UTF-8 (no lone surrogates, which CBOR cannot carry) in
+    at most ``limit`` bytes."""
+    size = len(text)
     if not text.isascii():
         try:
-            text.encode("utf-8")
+            size = len(text.encode("utf-8"))
         except UnicodeEncodeError:
             raise InvalidValue(f"{what} {text[:40]!r} is not valid Unicode") from None
+    if size > limit:
+        raise InvalidValue(f"{what} of {size} bytes exceeds the limit of {limit} bytes")
     return text
 
 
@@ -325,6 +380,10 @@ def _change_from_obj(obj: Any) -> Change:
     if op is None:
         raise MalformedChangeSet(f"unknown change op {obj[2]!r}")
     _check(isinstance(props, list), "props is not an array")
+    _check(
+        len(props) <= MAX_PROPS_PER_CHANGE,
+        f"more than {MAX_PROPS_PER_CHANGE} properties in one change",
+    )
     parsed = tuple(_prop_from_obj(p) for p in props)
     names = [p.name for p in parsed]
     _check(len(set(names)) == len(names), "a property appears twice in one change")

@@ -188,6 +188,21 @@ def test_invalid_names_and_values_write_nothing(make_replica: ReplicaFactory) ->
     assert alice.main.latest_seq() == 0
 
 
+def test_an_edit_too_large_to_travel_is_refused_and_leaves_no_gap(
+    make_replica: ReplicaFactory,
+) -> None:
+    replica = make_replica()
+    five_megabytes = {f"part{i}": "é" * (1 << 19) for i in range(5)}  # 1 MiB of UTF-8 each
+    with replica.edits() as batch:
+        with pytest.raises(InvalidValue, match="at most"):
+            batch.create("note", five_megabytes)
+        with pytest.raises(InvalidValue, match="1048576 bytes"):
+            batch.create("note", {"body": "é" * (1 << 19) + "x"})
+        batch.create("note", {"body": "small"})
+    [row] = replica.main.changesets_after(0, 10)
+    assert row.origin_seq == 1  # the refused edits took no number
+
+
 def test_a_batch_is_one_transaction_and_each_edit_its_own_changeset(
     make_replica: ReplicaFactory,
 ) -> None:

@@ -23,6 +23,10 @@ class LogAppender:
         self._rows: list[LogRow] = []
         self._tickets: dict[str, int] = {}
 
+    def peek_own_seq(self) -> int:
+        """The origin sequence number :meth:`next_own_seq` will hand out next."""
+        return self._next_own_seq
+
     def next_own_seq(self) -> int:
         """Reserve the next origin sequence number of this replica's own changesets."""
         n = self._next_own_seq

@@ -15,8 +15,11 @@ from collections.abc import Mapping
 from p2p_prophet.clock import HybridClock
 from p2p_prophet.errors import ProphetError, RecordNotFound
 from p2p_prophet.model import (
+    MAX_EDIT_BYTES,
+    MAX_PROPS_PER_CHANGE,
     Change,
     ChangeSet,
+    InvalidValue,
     Kind,
     Op,
     PropChange,
@@ -111,15 +114,27 @@ class EditBatch:
         return row
 
     def _append(self, change: Change) -> ChangeSet:
+        if len(change.props) > MAX_PROPS_PER_CHANGE:
+            raise InvalidValue(
+                f"{len(change.props)} properties in one edit; at most {MAX_PROPS_PER_CHANGE}"
+            )
         cs = ChangeSet(
             origin=self._origin,
-            origin_seq=self._log.next_own_seq(),
+            origin_seq=self._log.peek_own_seq(),
             creator=self._creator,
             created=self._clock.now(),
             kind=Kind.EDIT,
             changes=(change,),
         )
-        self._log.append(cs)
+        body = cs.encode()
+        if len(body) > MAX_EDIT_BYTES:
+            # Checked before the number is taken, so a refused edit leaves no gap.
+            raise InvalidValue(
+                f"this edit of {change.type} {change.uuid} encodes to {len(body)} bytes; "
+                f"one edit may hold at most {MAX_EDIT_BYTES} (split it into several)"
+            )
+        self._log.next_own_seq()
+        self._log.append(cs, body)
         return cs
 
 
