@@ -188,7 +188,7 @@ class ChangeSet:
         version, origin, origin_seq, creator, created, kind, changes = obj
         if version != FORMAT_VERSION or type(version) is not int:
             raise MalformedChangeSet(f"unknown changeset format version {version!r}")
-        _check(_is_uuid(origin), "origin is not a canonical uuid")
+        _check(is_uuid(origin), "origin is not a canonical uuid")
         kind = _KINDS.get(kind) if isinstance(kind, str) else None
         if kind is None:
             raise MalformedChangeSet(f"unknown changeset kind {obj[5]!r}")
@@ -304,7 +304,7 @@ def check_name(name: object, what: str = "name") -> str:
 
 def check_uuid(value: object) -> str:
     """Validate and return a record or replica uuid in canonical (lowercase) form."""
-    if not _is_uuid(value):
+    if not is_uuid(value):
         raise InvalidValue(f"{value!r} is not a canonical lowercase uuid")
     assert isinstance(value, str)
     return value
@@ -352,7 +352,7 @@ def sorted_props(props: Iterable[PropChange]) -> tuple[PropChange, ...]:
     return tuple(sorted(props, key=lambda p: p.name))
 
 
-def _is_uuid(value: object) -> bool:
+def is_uuid(value: object) -> bool:
     # Exactly the strings str(uuid.UUID(...)) produces: lowercase 8-4-4-4-12 hex.
     return isinstance(value, str) and _UUID.match(value) is not None
 
@@ -401,6 +401,6 @@ def _prop_from_obj(obj: Any) -> PropChange:
     if len(obj) == 5:
         hlc, origin = obj[3], obj[4]
         _check(type(hlc) is int and 0 <= hlc <= INT_MAX, "prop stamp hlc is not a stamp")
-        _check(_is_uuid(origin), "prop stamp origin is not a canonical uuid")
+        _check(is_uuid(origin), "prop stamp origin is not a canonical uuid")
         stamp = Stamp(hlc, origin)
     return PropChange(name=name, old=old, new=new, stamp=stamp)

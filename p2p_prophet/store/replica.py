@@ -49,6 +49,7 @@ class Replica:
         self.resolutions = resolutions
         self.uuid: str = main.get_meta("replica_uuid")
         self.db_uuid: str = main.get_meta("db_uuid")
+        self.resolutions_uuid: str = resolutions.get_meta("replica_uuid")
         self._creator: str | None = None
         self.clock = HybridClock(
             last=max(

@@ -29,7 +29,7 @@ The rules (docs/replication.md explains them at length):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 
 from p2p_prophet.errors import ProphetError
@@ -75,13 +75,27 @@ def integrate(replica: Replica, bodies: Iterable[bytes]) -> IntegrationResult:
     """Integrate canonical changeset bodies into ``replica``'s records and log, in one
     transaction.  Raises :class:`MalformedChangeSet` or :class:`IntegrationError` (and
     writes nothing) if any changeset in the batch is bad."""
-    return _Batch(replica, replica.main, detect_conflicts=True).run(bodies)
+    return integrate_decoded(replica, _decoded(bodies))
 
 
 def integrate_resolutions(replica: Replica, bodies: Iterable[bytes]) -> IntegrationResult:
     """Integrate a batch into ``replica``'s resolution database (plain stamp order: answers
     to conflicts never conflict themselves)."""
-    return _Batch(replica, replica.resolutions, detect_conflicts=False).run(bodies)
+    return integrate_decoded(replica, _decoded(bodies), resolutions=True)
+
+
+def integrate_decoded(
+    replica: Replica, batch: Iterable[tuple[ChangeSet, bytes]], *, resolutions: bool = False
+) -> IntegrationResult:
+    """:func:`integrate` (or with ``resolutions``, :func:`integrate_resolutions`) for
+    changesets already decoded from their canonical bodies (as the wire does)."""
+    if resolutions:
+        return _Batch(replica, replica.resolutions, detect_conflicts=False).run(batch)
+    return _Batch(replica, replica.main, detect_conflicts=True).run(batch)
+
+
+def _decoded(bodies: Iterable[bytes]) -> Iterator[tuple[ChangeSet, bytes]]:
+    return ((ChangeSet.decode(body), body) for body in bodies)
 
 
 class _Batch:
@@ -97,14 +111,14 @@ class _Batch:
         self.conflict_rows: list[tuple[str, str, str, int, bytes]] = []
         self.answers: dict[str, tuple[str, str, resdb.Answer]] = {}
 
-    def run(self, bodies: Iterable[bytes]) -> IntegrationResult:
+    def run(self, batch: Iterable[tuple[ChangeSet, bytes]]) -> IntegrationResult:
         with self.db.transaction():
             self.log = LogAppender(self.db, self.db.get_meta("replica_uuid"))
             self.tickets = self.db.tickets()
             self.new = NewRecords(self.db)
-            for body in bodies:
+            for cs, body in batch:
                 self.result.received += 1
-                self.take(body)
+                self.take(cs, body)
             self.new.flush()
             self.log.flush()
             if self.conflict_rows:
@@ -124,8 +138,7 @@ class _Batch:
 
     # -- one changeset ---------------------------------------------------------------
 
-    def take(self, body: bytes) -> None:
-        cs = ChangeSet.decode(body)
+    def take(self, cs: ChangeSet, body: bytes) -> None:
         if cs.kind is Kind.NULLIFICATION:
             raise IntegrationError(
                 f"refused a nullification from {cs.origin}: before fix-ups never leave "

@@ -20,6 +20,7 @@ from p2p_prophet.store.database import Database, LogRow
 from p2p_prophet.sync.vector import Vector, lacking
 
 DEFAULT_BATCH = 1000
+DEFAULT_BATCH_BYTES = 4 << 20
 
 
 def lacking_changesets(db: Database, peer: Vector, chunk: int = DEFAULT_BATCH) -> Iterator[LogRow]:
@@ -30,13 +31,24 @@ def lacking_changesets(db: Database, peer: Vector, chunk: int = DEFAULT_BATCH) -
     return heapq.merge(*runs, key=lambda row: row.seq)
 
 
-def plan(db: Database, peer: Vector, batch_size: int = DEFAULT_BATCH) -> Iterator[list[LogRow]]:
-    """:func:`lacking_changesets` cut into batches of at most ``batch_size``."""
+def plan(
+    db: Database,
+    peer: Vector,
+    batch_size: int = DEFAULT_BATCH,
+    batch_bytes: int = DEFAULT_BATCH_BYTES,
+) -> Iterator[list[LogRow]]:
+    """:func:`lacking_changesets` cut into batches of at most ``batch_size`` changesets
+    and, unless one changeset alone is larger, at most ``batch_bytes`` of bodies."""
     batch: list[LogRow] = []
+    size = 0
     for row in lacking_changesets(db, peer, batch_size):
+        if batch and size + len(row.body) > batch_bytes:
+            yield batch
+            batch, size = [], 0
         batch.append(row)
+        size += len(row.body)
         if len(batch) >= batch_size:
             yield batch
-            batch = []
+            batch, size = [], 0
     if batch:
         yield batch

@@ -1,0 +1,471 @@
+"""The client side of the exchange: pull, push and sync with a node at a URL (httpx).
+
+Each operation starts with the node's HELLO: equal vector digests both ways mean there is
+nothing to do, and one small request is all an idle sync costs.  Otherwise:
+
+* pull: POST our HELLO and VECTORS to ``/prophet/exchange``; the node answers with its
+  VECTORS and a transfer stream of what we lack, integrated batch by batch as each
+  BATCH_END arrives.
+* push: from the node's VECTORS, stream what it lacks to ``/prophet/push``.
+* sync: both in one exchange -- pull, then push what the node lacks as computed from the
+  VECTORS of the pull's answer; then pull the resolutions the node minted, if any.
+
+Every batch is integrated in its own transaction on the replica's worker thread, so an
+interrupted stream keeps the whole batches already integrated, and the next attempt --
+the same operation run again from the tickets -- re-sends nothing.  Transient failures
+(connection refused or reset, timeouts, a stream cut short, a node that is busy) are
+retried a bounded number of times with exponential backoff and jitter; other refusals
+are reported at once.  Everything raises :class:`ProphetError` subclasses with a message
+a person can act on.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+import trio
+
+from p2p_prophet import __version__
+from p2p_prophet.errors import ProphetError, StorageError
+from p2p_prophet.net.binding import EXCHANGE_PATH, HELLO_PATH, MEDIA_TYPE, PUSH_PATH
+from p2p_prophet.net.worker import ReplicaWorker
+from p2p_prophet.store import Replica
+from p2p_prophet.sync import exchange
+from p2p_prophet.sync.integrate import IntegrationError, IntegrationResult
+from p2p_prophet.sync.plan import DEFAULT_BATCH
+from p2p_prophet.sync.transfer import TransferResult
+from p2p_prophet.sync.vector import count_lacking
+from p2p_prophet.wire import (
+    DEFAULT_LIMITS,
+    Batch,
+    ErrorCode,
+    Hello,
+    Limits,
+    PeerError,
+    ProtocolError,
+    Receipt,
+    TransferReader,
+    Vectors,
+    encode,
+    encode_batch,
+    encode_end,
+    read_messages,
+)
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=60.0, write=60.0, pool=10.0)
+
+
+class NetworkError(ProphetError):
+    """The peer could not be reached, or the connection broke and retries ran out."""
+
+
+class RefusedByPeer(ProphetError):
+    """The peer answered, and refused (another database, a version it does not speak…)."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a transfer stands, for a progress bar."""
+
+    direction: str  # "pull" or "push"
+    done: int  # changesets (and resolutions) sent or integrated so far
+    total: int  # how many there are to move in all
+    bytes: int  # bytes of transfer stream so far
+
+
+@dataclass
+class SyncResult:
+    pulled: TransferResult = field(default_factory=TransferResult)
+    pushed: TransferResult = field(default_factory=TransferResult)
+
+
+_TRANSIENT_CODES = {ErrorCode.TRUNCATED, ErrorCode.UNAVAILABLE}
+
+
+class Peer:
+    """A node at ``url``, as seen from the local replica behind ``worker`` (without one,
+    only :meth:`hello` works).
+
+    Use as an async context manager (it owns an ``httpx.AsyncClient`` unless given one).
+    ``attempts`` bounds how often one operation is tried; the waits between tries grow
+    from ``backoff`` seconds, doubling, with jitter.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        worker: ReplicaWorker | None,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        attempts: int = 4,
+        backoff: float = 0.25,
+        batch_size: int = DEFAULT_BATCH,
+        progress: Callable[[Progress], None] | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._worker = worker
+        self.limits = limits
+        self.attempts = max(1, attempts)
+        self.backoff = backoff
+        self.batch_size = batch_size
+        self.progress = progress
+        self._owns_http = http is None
+        self.http = http or new_http_client(timeout)
+        self.retries = 0  # how many attempts failed and were retried, for reports
+
+    async def __aenter__(self) -> Peer:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self.http.aclose()
+
+    @property
+    def worker(self) -> ReplicaWorker:
+        if self._worker is None:
+            raise ProphetError("this peer was opened without a replica")
+        return self._worker
+
+    @property
+    def replica(self) -> Replica:
+        return self.worker.replica
+
+    # -- operations ------------------------------------------------------------------------
+
+    async def hello(self) -> Hello:
+        """The node's HELLO (retried like every operation)."""
+        return await self._retrying(self._hello)
+
+    async def pull(self, *, force: bool = False) -> TransferResult:
+        """Integrate what the node has and this replica lacks (``force``: even from
+        another database)."""
+        result = TransferResult()
+        await self._retrying(lambda: self._pull(result, force=force))
+        return result
+
+    async def push(self) -> TransferResult:
+        """Give the node what this replica has and it lacks (what the node did with it)."""
+        result = TransferResult()
+
+        async def attempt() -> None:
+            mine, theirs = await self._greet(force=False, pushing=True)
+            if exchange.in_sync(mine, theirs):
+                return
+            their_vectors = await self._vectors_only(mine, theirs)
+            await self._push(mine, theirs, their_vectors, result)
+
+        await self._retrying(attempt)
+        return result
+
+    async def sync(self) -> SyncResult:
+        """Pull and push in one exchange; afterwards both hold the same changesets."""
+        result = SyncResult()
+
+        async def attempt() -> None:
+            mine, theirs, their_vectors = await self._pull(result.pulled, force=False)
+            if their_vectors is None:
+                return
+            mine = await self.worker.run(exchange.hello, self.replica)
+            await self._push(mine, theirs, their_vectors, result.pushed)
+
+        await self._retrying(attempt)
+        if result.pushed.changesets.resolutions_minted:
+            # The node answered conflicts while taking our changesets: bring its answers
+            # back, so that both sides end with the very same changesets.
+            more = await self.pull()
+            result.pulled.resolutions.add(more.resolutions)
+            result.pulled.changesets.add(more.changesets)
+        return result
+
+    # -- one attempt of each ---------------------------------------------------------------
+
+    async def _hello(self) -> Hello:
+        return await fetch_hello(self.http, self.url, self.limits)
+
+    async def _greet(self, *, force: bool, pushing: bool = False) -> tuple[Hello, Hello]:
+        theirs = await self._hello()
+        mine = await self.worker.run(exchange.hello, self.replica)
+        try:
+            exchange.check_peer(mine, theirs, force=force and not pushing)
+        except ProtocolError as exc:
+            if exc.code is ErrorCode.WRONG_DATABASE:
+                hint = (
+                    "a node never takes changesets from another database; to merge them, "
+                    "its owner pulls from this replica with --force"
+                    if pushing
+                    else "to merge the two databases anyway, pull with --force"
+                )
+                raise RefusedByPeer(
+                    exc.code, f"{self.url} holds another database: {exc}; {hint}"
+                ) from None
+            raise RefusedByPeer(exc.code, f"{self.url}: {exc}") from None
+        return mine, theirs
+
+    async def _pull(
+        self, result: TransferResult, *, force: bool
+    ) -> tuple[Hello, Hello, Vectors | None]:
+        mine, theirs = await self._greet(force=force)
+        if exchange.in_sync(mine, theirs):
+            return mine, theirs, None
+        my_vectors = await self.worker.run(exchange.vectors, self.replica, theirs)
+        params = {"force": "1"} if force else {}
+        request = encode(mine) + encode(my_vectors)
+        their_vectors: Vectors | None = None
+        async with self.http.stream(
+            "POST", self.url + EXCHANGE_PATH, content=request, params=params
+        ) as response:
+            if response.status_code != 200:
+                self._checked(
+                    response, await _read_limited(response, self.limits.max_request_bytes)
+                )
+            self._check_media_type(response)
+            reader = TransferReader(preamble=(Vectors,), limits=self.limits)
+            total = 0
+            done = 0
+            async for chunk in response.aiter_raw():
+                for event in reader.feed(chunk):
+                    if isinstance(event, Vectors):
+                        their_vectors = event
+                        await self.worker.run(self._check_witnesses, event)
+                        total = count_lacking(event.main, my_vectors.main) + count_lacking(
+                            event.resolutions, my_vectors.resolutions
+                        )
+                    elif isinstance(event, Batch):
+                        integrated = await self.worker.run(_integrate, self.replica, event)
+                        (result.resolutions if event.resolution else result.changesets).add(
+                            integrated
+                        )
+                        done += len(event.changesets)
+                        self._report("pull", done, total, reader.bytes_received)
+            reader.close()
+        assert their_vectors is not None
+        return mine, theirs, their_vectors
+
+    async def _vectors_only(self, mine: Hello, theirs: Hello) -> Vectors:
+        my_vectors = await self.worker.run(exchange.vectors, self.replica, theirs)
+        response = await self.http.post(
+            self.url + EXCHANGE_PATH,
+            content=encode(mine) + encode(my_vectors),
+            params={"pull": "0"},
+        )
+        body = self._checked(response, response.content)
+        reader = TransferReader(preamble=(Vectors,), limits=self.limits)
+        events = reader.feed(body)
+        reader.close()
+        vectors = events[0]
+        assert isinstance(vectors, Vectors)
+        await self.worker.run(self._check_witnesses, vectors)
+        return vectors
+
+    async def _push(
+        self, mine: Hello, theirs: Hello, their_vectors: Vectors, result: TransferResult
+    ) -> None:
+        replica = self.replica
+        total = count_lacking(replica.main.tickets(), their_vectors.main) + count_lacking(
+            replica.resolutions.tickets(), their_vectors.resolutions
+        )
+        if total == 0:
+            return
+        my_vectors = await self.worker.run(exchange.vectors, replica, theirs)
+
+        async def stream() -> AsyncIterator[bytes]:
+            yield encode(mine) + encode(my_vectors)
+            batches = exchange.outgoing(replica, their_vectors, self.batch_size)
+            sent = done = 0
+            while (step := await self.worker.run(next, batches, None)) is not None:
+                resolution, rows = step
+                chunk = encode_batch(((r.id, r.body) for r in rows), resolution=resolution)
+                sent += len(chunk)
+                done += len(rows)
+                yield chunk
+                self._report("push", done, total, sent)
+            yield encode_end()
+
+        response = await self.http.post(self.url + PUSH_PATH, content=stream())
+        body = self._checked(response, response.content)
+        [receipt] = read_messages(body, (Receipt,), self.limits)
+        assert isinstance(receipt, Receipt)
+        result.resolutions.add(exchange.result_of(receipt.resolutions))
+        result.changesets.add(exchange.result_of(receipt.changesets))
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _check_witnesses(self, vectors: Vectors) -> None:
+        try:
+            exchange.check_witnesses(self.replica, vectors)
+        except ProtocolError as exc:
+            raise RefusedByPeer(exc.code, f"{exc} (found while syncing with {self.url})") from None
+
+    def _report(self, direction: str, done: int, total: int, size: int) -> None:
+        if self.progress is not None:
+            self.progress(Progress(direction, done, max(total, done), size))
+
+    def _check_media_type(self, response: httpx.Response) -> None:
+        check_media_type(self.url, response)
+
+    def _checked(self, response: httpx.Response, body: bytes) -> bytes:
+        return checked(self.url, response, body, self.limits)
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        for n in range(1, self.attempts + 1):
+            try:
+                return await attempt()
+            except (httpx.TransportError, ProtocolError, RefusedByPeer) as exc:
+                if not _transient(exc):
+                    raise self._explained(exc) from None
+                if n == self.attempts:
+                    raise self._explained(exc) from None
+                self.retries += 1
+                await trio.sleep(self.backoff * 2 ** (n - 1) * random.uniform(0.5, 1.5))
+        raise AssertionError("unreachable")
+
+    def _explained(self, exc: Exception) -> ProphetError:
+        url = self.url
+        if isinstance(exc, RefusedByPeer):
+            return exc
+        if isinstance(exc, httpx.ConnectError):
+            reason = str(exc).split("] ", 1)[-1] or "connection failed"
+            return NetworkError(
+                f"cannot connect to {url}: {reason.lower()} (is `p2p-prophet serve` running "
+                f"there?); tried {self.attempts} times"
+            )
+        if isinstance(exc, httpx.TimeoutException):
+            return NetworkError(f"{url} did not answer in time ({type(exc).__name__})")
+        if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)) or (
+            isinstance(exc, ProtocolError) and exc.code is ErrorCode.TRUNCATED
+        ):
+            return NetworkError(
+                f"{url} stopped in the middle of the exchange ({exc}); every whole batch "
+                "received is kept: run the command again to continue"
+            )
+        if isinstance(exc, PeerError):
+            return RefusedByPeer(exc.code, f"{url} refused: {exc}")
+        if isinstance(exc, ProtocolError):
+            return NetworkError(f"{url} broke the protocol ({exc.code}): {exc}")
+        return NetworkError(f"{url}: {type(exc).__name__}: {exc}")
+
+
+async def fetch_hello(http: httpx.AsyncClient, url: str, limits: Limits = DEFAULT_LIMITS) -> Hello:
+    """GET the HELLO of the node at ``url`` (one attempt)."""
+    response = await http.get(url.rstrip("/") + HELLO_PATH)
+    [theirs] = read_messages(checked(url, response, response.content, limits), (Hello,), limits)
+    assert isinstance(theirs, Hello)
+    return theirs
+
+
+def check_media_type(url: str, response: httpx.Response) -> None:
+    media = response.headers.get("content-type", "").split(";")[0].strip()
+    if media != MEDIA_TYPE:
+        raise RefusedByPeer(
+            ErrorCode.MALFORMED,
+            f"{url} is not a p2p-prophet node: it answered HTTP "
+            f"{response.status_code} with {media or 'no content type'}",
+        )
+
+
+def checked(url: str, response: httpx.Response, body: bytes, limits: Limits) -> bytes:
+    """``body`` if the response is a 200 of ours; else the refusal it carries, raised as
+    :class:`RefusedByPeer`."""
+    check_media_type(url, response)
+    if response.status_code == 200:
+        return body
+    try:
+        read_messages(body, (), limits)
+    except PeerError as exc:
+        raise RefusedByPeer(exc.code, f"{url} refused: {exc}") from None
+    except ProtocolError:
+        pass
+    raise RefusedByPeer(
+        ErrorCode.UNKNOWN, f"{url} answered HTTP {response.status_code} without a reason"
+    )
+
+
+def _transient(exc: Exception) -> bool:
+    if isinstance(exc, RefusedByPeer):
+        return exc.code is ErrorCode.UNAVAILABLE
+    if isinstance(exc, ProtocolError):
+        return exc.code in _TRANSIENT_CODES
+    return isinstance(exc, httpx.TransportError)
+
+
+def _integrate(replica: Replica, batch: Batch) -> IntegrationResult:
+    try:
+        return exchange.integrate_batch(replica, batch)
+    except IntegrationError as exc:
+        raise ProtocolError(ErrorCode.INVALID_CHANGESET, str(exc)) from None
+    except StorageError:
+        raise
+
+
+async def _read_limited(response: httpx.Response, limit: int) -> bytes:
+    body = bytearray()
+    async for chunk in response.aiter_raw():
+        body += chunk
+        if len(body) > limit:
+            break
+    return bytes(body)
+
+
+def new_http_client(timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> httpx.AsyncClient:
+    """An httpx client for talking to nodes: no proxies from the environment (a LAN peer
+    is never reached through one), few headers (an idle sync stays small)."""
+    client = httpx.AsyncClient(
+        timeout=timeout,
+        trust_env=False,
+        headers={"user-agent": f"p2p-prophet/{__version__}", "accept": MEDIA_TYPE},
+    )
+    del client.headers["accept-encoding"]
+    return client
+
+
+async def clone(
+    url: str, path: Path, *, http: httpx.AsyncClient, **options: Any
+) -> tuple[Replica, TransferResult]:
+    """Create a replica of the node's database at ``path`` and pull everything into it.
+
+    Interrupted, the new replica keeps the whole batches it got; ``pull`` from the same
+    URL finishes the job.  ``options`` are :class:`Peer`'s.
+    """
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ProphetError(f"{path} already exists and is not an empty directory")
+    theirs = await Peer(url, None, http=http, **options).hello()
+    replica = Replica.init(path, db_uuid=theirs.db_uuid)
+    try:
+        return replica, await Peer(url, ReplicaWorker(replica), http=http, **options).pull()
+    except BaseException:
+        replica.close()
+        raise
+
+
+__all__ = [
+    "NetworkError",
+    "Peer",
+    "Progress",
+    "RefusedByPeer",
+    "SyncResult",
+    "clone",
+    "fetch_hello",
+    "new_http_client",
+]

@@ -1,0 +1,343 @@
+"""The node's HTTP server: an ASGI app over the exchange, served by hypercorn's trio worker.
+
+Endpoints (docs/protocol.md):
+
+* ``GET /prophet/hello`` -- this node's HELLO.
+* ``POST /prophet/exchange`` -- the caller's HELLO and VECTORS in; this node's VECTORS and a
+  transfer stream of what the caller lacks out (``?pull=0``: the vectors only;
+  ``?force=1``: the caller consents to take another database's changesets).
+* ``POST /prophet/push`` -- the caller's HELLO, VECTORS and a transfer stream in; a RECEIPT
+  out.  A node never takes changesets from another database.
+
+Refusals are HTTP 4xx (5xx for the node's own trouble) with one ERROR message as the body;
+a failure in the middle of a response stream ends it with an ERROR message.  Storage work
+goes through the replica's :class:`ReplicaWorker`, one call per batch; the stream is sent
+one batch per chunk, and each send waits for the socket (back-pressure).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+import hypercorn.trio
+import trio
+from hypercorn.config import Config
+
+from p2p_prophet.errors import StorageError
+from p2p_prophet.net.binding import EXCHANGE_PATH, HELLO_PATH, MEDIA_TYPE, PUSH_PATH, STATUS
+from p2p_prophet.net.worker import ReplicaWorker
+from p2p_prophet.store.database import LogRow
+from p2p_prophet.sync import exchange
+from p2p_prophet.sync.integrate import IntegrationError, IntegrationResult
+from p2p_prophet.sync.plan import DEFAULT_BATCH
+from p2p_prophet.wire import (
+    DEFAULT_LIMITS,
+    Batch,
+    Error,
+    ErrorCode,
+    Hello,
+    Limits,
+    ProtocolError,
+    Receipt,
+    TransferReader,
+    Vectors,
+    encode,
+    encode_batch,
+    encode_end,
+    read_messages,
+)
+
+log = logging.getLogger("p2p_prophet.net")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Headers = Sequence[tuple[bytes, bytes]]
+
+
+@dataclass
+class ExchangeLog:
+    """What one request did, for the node's log (and tests)."""
+
+    endpoint: str
+    peer: str
+    sent: int = 0
+    received: int = 0
+    bytes_out: int = 0
+    bytes_in: int = 0
+    error: str | None = None
+
+
+class NodeApp:
+    """The ASGI application of one replica."""
+
+    def __init__(
+        self,
+        worker: ReplicaWorker,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        batch_size: int = DEFAULT_BATCH,
+    ) -> None:
+        self.worker = worker
+        self.limits = limits
+        self.batch_size = batch_size
+        self.history: list[ExchangeLog] = []  # the last few requests, newest last
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path, method = scope["path"], scope["method"]
+        routes = {
+            HELLO_PATH: ("GET", self.hello),
+            EXCHANGE_PATH: ("POST", self.exchange),
+            PUSH_PATH: ("POST", self.push),
+        }
+        if path not in routes:
+            await _refuse(send, ProtocolError(ErrorCode.NOT_FOUND, f"no endpoint {path}"))
+            return
+        allowed, handler = routes[path]
+        if method != allowed:
+            await _refuse(
+                send,
+                ProtocolError(ErrorCode.METHOD_NOT_ALLOWED, f"{path} takes {allowed} only"),
+                extra_headers=[(b"allow", allowed.encode())],
+            )
+            return
+        client = scope.get("client") or ("?", 0)
+        record = ExchangeLog(path.rsplit("/", 1)[-1], f"{client[0]}:{client[1]}")
+        started = time.perf_counter()
+        try:
+            await handler(scope, receive, send, record)
+        except ProtocolError as exc:
+            record.error = f"{exc.code}: {exc}"
+            raise
+        finally:
+            self._remember(record, time.perf_counter() - started)
+
+    def _remember(self, record: ExchangeLog, seconds: float) -> None:
+        self.history.append(record)
+        del self.history[:-100]
+        if record.endpoint == "hello":
+            return
+        log.info(
+            "%s with %s: sent %d, received %d changesets, %d/%d bytes out/in, %.0f ms%s",
+            record.endpoint,
+            record.peer,
+            record.sent,
+            record.received,
+            record.bytes_out,
+            record.bytes_in,
+            seconds * 1000,
+            f" -- {record.error}" if record.error else "",
+        )
+
+    # -- endpoints -----------------------------------------------------------------------
+
+    async def hello(self, scope: Scope, receive: Receive, send: Send, rec: ExchangeLog) -> None:
+        mine = await self.worker.run(exchange.hello, self.worker.replica)
+        rec.bytes_out = await _respond(send, 200, encode(mine))
+
+    async def exchange(self, scope: Scope, receive: Receive, send: Send, rec: ExchangeLog) -> None:
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        force = query.get("force") == ["1"]
+        pull = query.get("pull") != ["0"]
+        try:
+            body = await _read_body(receive, self.limits.max_request_bytes)
+            rec.bytes_in = len(body)
+            theirs, their_vectors = _preamble(body, self.limits)
+            mine = await self.worker.run(self._prepare, theirs, their_vectors, force)
+        except ProtocolError as exc:
+            rec.error = f"{exc.code}: {exc}"
+            rec.bytes_out = await _refuse(send, exc)
+            return
+        replica = self.worker.replica
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", MEDIA_TYPE.encode())],
+            }
+        )
+        first = encode(mine)
+        if not pull:
+            rec.bytes_out = len(first) + len(end := encode_end())
+            await send({"type": "http.response.body", "body": first + end})
+            return
+        batches = exchange.outgoing(replica, their_vectors, self.batch_size)
+        pending = first
+        async with trio.open_nursery() as nursery:
+            # A caller that goes away stops the stream at once, not at its end.
+            nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
+            try:
+                while True:
+                    step = await self.worker.run(_next_batch, batches)
+                    if step is None:
+                        break
+                    resolution, rows = step
+                    pending += encode_batch(((r.id, r.body) for r in rows), resolution=resolution)
+                    rec.sent += len(rows)
+                    await _send_chunk(send, pending, rec)
+                    pending = b""
+                pending += encode_end()
+            except (StorageError, ProtocolError) as exc:
+                log.error("exchange with %s failed mid-stream: %s", rec.peer, exc)
+                code = exc.code if isinstance(exc, ProtocolError) else ErrorCode.UNAVAILABLE
+                rec.error = f"{code}: {exc}"
+                pending += encode(Error(code, str(exc)))
+            await _send_chunk(send, pending, rec, more=False)
+            nursery.cancel_scope.cancel()
+
+    def _prepare(self, theirs: Hello, their_vectors: Vectors, force: bool) -> Vectors:
+        replica = self.worker.replica
+        exchange.check_peer(exchange.hello(replica), theirs, force=force)
+        exchange.check_witnesses(replica, their_vectors)
+        return exchange.vectors(replica, theirs)
+
+    async def push(self, scope: Scope, receive: Receive, send: Send, rec: ExchangeLog) -> None:
+        replica = self.worker.replica
+        reader = TransferReader(preamble=(Hello, Vectors), limits=self.limits)
+        resolutions, changesets = IntegrationResult(), IntegrationResult()
+        try:
+            more = True
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ProtocolError(ErrorCode.TRUNCATED, "the caller went away mid-push")
+                chunk = message.get("body", b"")
+                more = message.get("more_body", False)
+                for event in reader.feed(chunk):
+                    if isinstance(event, Hello):
+                        mine = await self.worker.run(exchange.hello, replica)
+                        if event.db_uuid != mine.db_uuid:
+                            raise ProtocolError(
+                                ErrorCode.WRONG_DATABASE,
+                                f"this node holds database {mine.db_uuid}, the caller "
+                                f"{event.db_uuid}: a node never takes changesets from "
+                                "another database (to merge them, its owner pulls with --force)",
+                            )
+                        exchange.check_peer(mine, event)
+                    elif isinstance(event, Vectors):
+                        await self.worker.run(exchange.check_witnesses, replica, event)
+                    elif isinstance(event, Batch):
+                        done = await self.worker.run(_integrate, replica, event)
+                        (resolutions if event.resolution else changesets).add(done)
+                        rec.received += done.integrated
+            rec.bytes_in = reader.bytes_received
+            reader.close()
+        except ProtocolError as exc:
+            rec.bytes_in = reader.bytes_received
+            rec.error = f"{exc.code}: {exc}"
+            rec.bytes_out = await _refuse(send, exc)
+            return
+        receipt = Receipt(exchange.counts(resolutions), exchange.counts(changesets))
+        rec.bytes_out = await _respond(send, 200, encode(receipt))
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _next_batch(batches: Iterator[tuple[bool, list[LogRow]]]) -> tuple[bool, list[LogRow]] | None:
+    return next(batches, None)
+
+
+def _integrate(replica: Any, batch: Batch) -> IntegrationResult:
+    """Integrate on the worker thread, turning storage-level refusals into protocol ones."""
+    try:
+        return exchange.integrate_batch(replica, batch)
+    except IntegrationError as exc:
+        raise ProtocolError(ErrorCode.INVALID_CHANGESET, str(exc)) from None
+    except StorageError as exc:
+        raise ProtocolError(
+            ErrorCode.UNAVAILABLE, f"this node cannot store changesets: {exc}"
+        ) from None
+
+
+def _preamble(body: bytes, limits: Limits) -> tuple[Hello, Vectors]:
+    hello, vectors = read_messages(body, (Hello, Vectors), limits)
+    assert isinstance(hello, Hello) and isinstance(vectors, Vectors)
+    return hello, vectors
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ProtocolError(ErrorCode.TRUNCATED, "the caller went away mid-request")
+        body += message.get("body", b"")
+        if len(body) > limit:
+            raise ProtocolError(ErrorCode.TOO_LARGE, f"a request of more than {limit} bytes")
+        if not message.get("more_body", False):
+            return bytes(body)
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            scope.cancel()
+            return
+
+
+async def _send_chunk(send: Send, data: bytes, rec: ExchangeLog, *, more: bool = True) -> None:
+    rec.bytes_out += len(data)
+    await send({"type": "http.response.body", "body": data, "more_body": more})
+
+
+async def _respond(send: Send, status: int, body: bytes, extra_headers: Headers = ()) -> int:
+    headers = [
+        (b"content-type", MEDIA_TYPE.encode()),
+        (b"content-length", str(len(body)).encode()),
+        *extra_headers,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+    return len(body)
+
+
+async def _refuse(send: Send, exc: ProtocolError, extra_headers: Headers = ()) -> int:
+    body = encode(Error(exc.code, str(exc)))
+    return await _respond(send, STATUS[exc.code], body, extra_headers)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def serve(
+    app: NodeApp,
+    host: str,
+    port: int,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` on ``host:port`` (port 0: any free port) until cancelled or until
+    ``shutdown_trigger`` returns.  ``task_status.started`` gets the bound URLs."""
+    config = Config()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.include_server_header = False
+    config.include_date_header = False
+    config.graceful_timeout = 5.0
+    await hypercorn.trio.serve(
+        app,  # type: ignore[arg-type]  # hypercorn's ASGI types are stricter than dicts
+        config,
+        shutdown_trigger=shutdown_trigger,
+        task_status=task_status,
+    )
