@@ -8,20 +8,30 @@ Errors go to stderr with a non-zero status; a traceback only with ``--debug``.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import signal
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn, TextIO, TypeVar
 
 import click
+import trio
 
 from p2p_prophet import __version__
 from p2p_prophet.clock import to_datetime
 from p2p_prophet.errors import ProphetError, RecordNotFound
 from p2p_prophet.model import ChangeSet, Value, check_name, check_value
+from p2p_prophet.net.client import Peer, new_http_client
+from p2p_prophet.net.client import clone as net_clone
+from p2p_prophet.net.server import NodeApp
+from p2p_prophet.net.server import serve as net_serve
+from p2p_prophet.net.worker import ReplicaWorker
+from p2p_prophet.progress import transfer_bar
 from p2p_prophet.store import Replica
 from p2p_prophet.sync.human import conflict_record, list_conflicts, resolve_conflict
 from p2p_prophet.sync.transfer import TransferResult, transfer
@@ -440,16 +450,36 @@ def _numbered_records(
 # -- replication between replicas ----------------------------------------------------------
 
 
+def is_url(location: str) -> bool:
+    return location.startswith(("http://", "https://"))
+
+
 def open_peer(ctx: click.Context, location: str) -> Replica:
-    """Open the other side of a transfer: a replica path (URLs come with the network)."""
+    """Open the other side of a path-to-path transfer."""
     if "://" in location:
         raise ProphetError(
-            f"{location}: only replica paths are supported for now; "
-            "syncing over http(s) needs a network node (`p2p-prophet serve`)"
+            f"{location}: only http:// and https:// URLs name a node; anything else is a "
+            "replica path"
         )
     replica = Replica.open(Path(location))
     ctx.call_on_close(replica.close)
     return replica
+
+
+T = TypeVar("T")
+
+
+def with_node(
+    replica: Replica, url: str, as_json: bool, operation: Callable[[Peer], Awaitable[T]]
+) -> T:
+    """Run ``operation`` against the node at ``url`` (with a progress bar for people)."""
+
+    async def run() -> T:
+        with transfer_bar(not as_json) as progress:
+            async with Peer(url, ReplicaWorker(replica), progress=progress) as peer:
+                return await operation(peer)
+
+    return trio.run(run)
 
 
 def report_transfer(verb: str, where: str, result: TransferResult, as_json: bool) -> None:
@@ -477,8 +507,10 @@ def report_transfer(verb: str, where: str, result: TransferResult, as_json: bool
 @click.pass_context
 def clone(ctx: click.Context, source: str, path: Path, as_json: bool) -> None:
     """Create a replica at PATH holding everything SOURCE has."""
-    sender = open_peer(ctx, source)
-    replica, result = sync_clone(sender, path)
+    if is_url(source):
+        replica, result = trio.run(_clone_from_node, source, path, as_json)
+    else:
+        replica, result = sync_clone(open_peer(ctx, source), path)
     ctx.call_on_close(replica.close)
     if as_json:
         emit_json({"replica_uuid": replica.uuid, "db_uuid": replica.db_uuid, **result.to_json()})
@@ -496,7 +528,10 @@ def clone(ctx: click.Context, source: str, path: Path, as_json: bool) -> None:
 def pull(ctx: click.Context, source: str, force: bool, as_json: bool) -> None:
     """Integrate what SOURCE has that this replica lacks."""
     replica = open_replica(ctx)
-    result = transfer(replica, open_peer(ctx, source), force=force)
+    if is_url(source):
+        result = with_node(replica, source, as_json, lambda peer: peer.pull(force=force))
+    else:
+        result = transfer(replica, open_peer(ctx, source), force=force)
     report_transfer("pulled", f"from {source}", result, as_json)
 
 
@@ -509,7 +544,15 @@ def pull(ctx: click.Context, source: str, force: bool, as_json: bool) -> None:
 def push(ctx: click.Context, target: str, force: bool, as_json: bool) -> None:
     """Give TARGET what this replica has that it lacks."""
     replica = open_replica(ctx)
-    result = transfer(open_peer(ctx, target), replica, force=force)
+    if is_url(target):
+        if force:
+            raise ProphetError(
+                "a node never takes changesets from another database, so push has no --force "
+                "over the network; its owner can pull from this replica with --force instead"
+            )
+        result = with_node(replica, target, as_json, lambda peer: peer.push())
+    else:
+        result = transfer(open_peer(ctx, target), replica, force=force)
     report_transfer("pushed", f"to {target}", result, as_json)
 
 
@@ -522,13 +565,22 @@ def push(ctx: click.Context, target: str, force: bool, as_json: bool) -> None:
 def sync_(ctx: click.Context, peer: str, force: bool, as_json: bool) -> None:
     """Pull from PEER, then push to it: afterwards both hold the same changesets."""
     replica = open_replica(ctx)
-    other = open_peer(ctx, peer)
-    pulled = transfer(replica, other, force=force)
-    pushed = transfer(other, replica, force=force)
-    if pushed.changesets.resolutions_minted:
-        # The peer answered conflicts while taking our changesets: bring its answers
-        # back so that both sides end with the very same changesets.
-        pulled.changesets.add(transfer(replica, other, force=force).changesets)
+    if is_url(peer):
+        if force:
+            raise ProphetError(
+                "a node never takes changesets from another database, so sync has no --force "
+                "over the network; pull --force takes theirs, and their owner can pull yours"
+            )
+        both = with_node(replica, peer, as_json, lambda node: node.sync())
+        pulled, pushed = both.pulled, both.pushed
+    else:
+        other = open_peer(ctx, peer)
+        pulled = transfer(replica, other, force=force)
+        pushed = transfer(other, replica, force=force)
+        if pushed.changesets.resolutions_minted:
+            # The peer answered conflicts while taking our changesets: bring its answers
+            # back so that both sides end with the very same changesets.
+            pulled.changesets.add(transfer(replica, other, force=force).changesets)
     if as_json:
         emit_json({"pulled": pulled.to_json(), "pushed": pushed.to_json()})
     else:
@@ -643,6 +695,68 @@ def demo(ctx: click.Context) -> None:
             same = alice.main.digest() == bob.main.digest()
             say("Equal digests: both hold the same records." if same else "DIGESTS DIFFER")
             say(f"\nNext: p2p-prophet -R {path} log   |   p2p-prophet -R {path} conflicts")
+
+
+async def _clone_from_node(url: str, path: Path, as_json: bool) -> tuple[Replica, TransferResult]:
+    with transfer_bar(not as_json) as progress:
+        async with new_http_client() as http:
+            return await net_clone(url, path, http=http, progress=progress)
+
+
+DEFAULT_PORT = 7420
+
+
+@cli.command()
+@replica_option
+@click.option(
+    "--host",
+    default="0.0.0.0",
+    show_default=True,
+    help="Address to listen on (0.0.0.0: every interface, so that the LAN can reach it).",
+)
+@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True)
+@click.option(
+    "--no-mdns",
+    is_flag=True,
+    help="Neither advertise nor discover over mDNS (discovery is not built yet: the node "
+    "does neither for now, and peers sync with it by URL).",
+)
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, no_mdns: bool) -> None:
+    """Run a node: serve this replica over HTTP until Ctrl-C."""
+    replica = open_replica(ctx)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("hypercorn.error").setLevel(logging.WARNING)  # we say it ourselves
+    app = NodeApp(ReplicaWorker(replica))
+
+    async def stop_on_signal(nursery: trio.Nursery) -> None:
+        # SIGTERM (systemd, kill) stops the node as cleanly as Ctrl-C: in-flight batches
+        # finish or roll back whole, since worker threads are never abandoned.
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
+            async for _ in signals:
+                nursery.cancel_scope.cancel()
+                return
+
+    async def run() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stop_on_signal, nursery)
+            urls = await nursery.start(net_serve, app, host, port)
+            for url in urls:
+                click.echo(
+                    f"serving replica {replica.uuid} of database {replica.db_uuid} at {url}",
+                    err=True,
+                )
+            click.echo(
+                "no authentication yet: anyone who can reach this port can read and write "
+                "the database (bind --host 127.0.0.1 to keep it on this machine)",
+                err=True,
+            )
+
+    with contextlib.suppress(KeyboardInterrupt):
+        trio.run(run)
+    click.echo("stopped", err=True)
 
 
 # -- entry point --------------------------------------------------------------------------

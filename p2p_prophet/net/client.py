@@ -21,6 +21,7 @@ a person can act on.
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -213,12 +214,14 @@ class Peer:
             if exc.code is ErrorCode.WRONG_DATABASE:
                 hint = (
                     "a node never takes changesets from another database; to merge them, "
-                    "its owner pulls from this replica with --force"
+                    "its owner can pull from this replica with --force"
                     if pushing
                     else "to merge the two databases anyway, pull with --force"
                 )
                 raise RefusedByPeer(
-                    exc.code, f"{self.url} holds another database: {exc}; {hint}"
+                    exc.code,
+                    f"{self.url} holds database {theirs.db_uuid}, this replica "
+                    f"{mine.db_uuid}; {hint}",
                 ) from None
             raise RefusedByPeer(exc.code, f"{self.url}: {exc}") from None
         return mine, theirs
@@ -346,9 +349,8 @@ class Peer:
         if isinstance(exc, RefusedByPeer):
             return exc
         if isinstance(exc, httpx.ConnectError):
-            reason = str(exc).split("] ", 1)[-1] or "connection failed"
             return NetworkError(
-                f"cannot connect to {url}: {reason.lower()} (is `p2p-prophet serve` running "
+                f"cannot connect to {url}: {_os_reason(exc)} (is `p2p-prophet serve` running "
                 f"there?); tried {self.attempts} times"
             )
         if isinstance(exc, httpx.TimeoutException):
@@ -400,6 +402,22 @@ def checked(url: str, response: httpx.Response, body: bytes, limits: Limits) -> 
     raise RefusedByPeer(
         ErrorCode.UNKNOWN, f"{url} answered HTTP {response.status_code} without a reason"
     )
+
+
+def _os_reason(exc: BaseException) -> str:
+    """The operating system's words for why a connection failed ("connection refused"),
+    dug out of httpx's and trio's wrappers; else the exception's own message."""
+    seen: list[BaseException] = [exc]
+    while seen:
+        current = seen.pop()
+        if isinstance(current, OSError) and current.errno is not None:
+            return os.strerror(current.errno).lower()
+        if isinstance(current, BaseExceptionGroup):
+            seen.extend(current.exceptions)
+        for linked in (current.__cause__, current.__context__):
+            if linked is not None:
+                seen.append(linked)
+    return str(exc) or type(exc).__name__
 
 
 def _transient(exc: Exception) -> bool:
