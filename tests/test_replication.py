@@ -8,18 +8,16 @@ from pathlib import Path
 
 import pytest
 from conftest import ReplicaFactory
+from transports import Transport, make_transport
 
 from p2p_prophet.errors import ProphetError
 from p2p_prophet.model import Change, ChangeSet, Kind, Op, PropChange
 from p2p_prophet.store import Replica
 from p2p_prophet.sync import (
     ConflictKind,
-    DatabaseMismatch,
     IntegrationError,
-    clone,
     integrate,
     integrate_resolutions,
-    transfer,
 )
 from p2p_prophet.sync.human import list_conflicts, resolve_conflict
 
@@ -40,13 +38,22 @@ def props_of(replica: Replica, rtype: str, uuid: str) -> dict[str, object]:
 Cloner = Callable[[Replica, str], Replica]
 
 
+@pytest.fixture(params=["path", "http-pull", "http-push"])
+def net(request: pytest.FixtureRequest) -> Iterator[Transport]:
+    """The way changesets move in a scenario: path to path, or over HTTP (every scenario
+    must end with the same digests whichever way they move)."""
+    transport = make_transport(request.param)
+    yield transport
+    transport.close()
+
+
 @pytest.fixture
-def cloned(tmp_path: Path) -> Iterator[Cloner]:
+def cloned(tmp_path: Path, net: Transport) -> Iterator[Cloner]:
     """``cloned(source, name)``: a new replica of source's database, fully pulled."""
     opened: list[Replica] = []
 
     def make(source: Replica, name: str) -> Replica:
-        replica, _ = clone(source, tmp_path / name)
+        replica = net.clone(source, tmp_path / name)
         opened.append(replica)
         return replica
 
@@ -58,38 +65,44 @@ def cloned(tmp_path: Path) -> Iterator[Cloner]:
 # -- 1. separate databases, explicit consent, no echo ------------------------------------
 
 
-def test_separate_databases_merge_only_with_consent(make_replica: ReplicaFactory) -> None:
+def test_separate_databases_merge_only_with_consent(
+    net: Transport, make_replica: ReplicaFactory
+) -> None:
+    if not net.can_force:
+        pytest.skip("a node never takes another database's changesets (tested in test_net)")
     alice, bob = make_replica("alice"), make_replica("bob")
     alice.create("ticket", {"summary": "alice's"})
     bob.create("ticket", {"summary": "bob's"})
-    with pytest.raises(DatabaseMismatch, match="--force"):
-        transfer(bob, alice)
+    with pytest.raises(net.mismatch, match="--force"):
+        net.transfer(bob, alice)
     assert bob.main.latest_seq() == 1  # the refusal wrote nothing
 
-    first = transfer(bob, alice, force=True)
+    first = net.transfer(bob, alice, force=True)
     assert first.changesets.integrated == 1
     assert {r.props["summary"] for r in bob.main.live_records()} == {"alice's", "bob's"}
 
-    again = transfer(bob, alice, force=True)
+    again = net.transfer(bob, alice, force=True)
     assert again.changesets.received == 0 and bob.main.latest_seq() == 2
 
-    transfer(alice, bob, force=True)  # Alice takes Bob's record...
-    back = transfer(bob, alice, force=True)  # ...and Bob pulling her back gets no echo.
+    net.transfer(alice, bob, force=True)  # Alice takes Bob's record...
+    back = net.transfer(bob, alice, force=True)  # ...and Bob pulling her back gets no echo.
     assert back.changesets.received == 0
     assert [cs.origin for cs in log_of(bob)].count(bob.uuid) == 1
     assert alice.main.digest() == bob.main.digest()
 
 
-def test_a_replica_cannot_pull_from_itself(make_replica: ReplicaFactory) -> None:
+def test_a_replica_cannot_pull_from_itself(net: Transport, make_replica: ReplicaFactory) -> None:
     alice = make_replica("alice")
     with pytest.raises(ProphetError, match="this replica itself"):
-        transfer(alice, alice)
+        net.transfer(alice, alice)
 
 
 # -- 2. high-water marks -----------------------------------------------------------------
 
 
-def test_tickets_are_high_water_marks(make_replica: ReplicaFactory, cloned: Cloner) -> None:
+def test_tickets_are_high_water_marks(
+    net: Transport, make_replica: ReplicaFactory, cloned: Cloner
+) -> None:
     alice = make_replica("alice")
     for n in range(5):
         alice.create("ticket", {"n": n})
@@ -97,22 +110,24 @@ def test_tickets_are_high_water_marks(make_replica: ReplicaFactory, cloned: Clon
     assert bob.main.ticket(alice.uuid) == alice.main.ticket(alice.uuid) == 5
     uuid = bob.create("ticket", {"n": 99})
     bob.update("ticket", uuid, {"n": 100})
-    transfer(alice, bob)
+    net.transfer(alice, bob)
     assert alice.main.ticket(bob.uuid) == bob.main.ticket(bob.uuid) == 2
 
 
 # -- 3. a chain ----------------------------------------------------------------------------
 
 
-def test_changesets_flow_along_a_chain(make_replica: ReplicaFactory, cloned: Cloner) -> None:
+def test_changesets_flow_along_a_chain(
+    net: Transport, make_replica: ReplicaFactory, cloned: Cloner
+) -> None:
     alice = make_replica("alice")
     bob = cloned(alice, "bob")
     carol = cloned(bob, "carol")
     alice.create("ticket", {"summary": "from alice"})
-    transfer(bob, alice)
-    transfer(carol, bob)
+    net.transfer(bob, alice)
+    net.transfer(carol, bob)
     assert carol.main.ticket(alice.uuid) == 1
-    direct = transfer(carol, alice)
+    direct = net.transfer(carol, alice)
     assert direct.changesets.received == 0
     assert carol.main.digest() == alice.main.digest()
 
@@ -121,15 +136,15 @@ def test_changesets_flow_along_a_chain(make_replica: ReplicaFactory, cloned: Clo
 
 
 def test_identical_concurrent_edits_are_not_a_conflict(
-    make_replica: ReplicaFactory, cloned: Cloner
+    net: Transport, make_replica: ReplicaFactory, cloned: Cloner
 ) -> None:
     alice = make_replica("alice")
     uuid = alice.create("ticket", {"status": "new"})
     bob = cloned(alice, "bob")
     alice.update("ticket", uuid, {"status": "open"})
     bob.update("ticket", uuid, {"status": "open"})
-    a = transfer(alice, bob).changesets
-    b = transfer(bob, alice).changesets
+    a = net.transfer(alice, bob).changesets
+    b = net.transfer(bob, alice).changesets
     assert (a.conflicts, a.resolutions_minted, b.conflicts, b.resolutions_minted) == (0, 0, 0, 0)
     kinds = {cs.kind for r in (alice, bob) for cs in log_of(r)}
     assert kinds == {Kind.EDIT}
@@ -151,11 +166,11 @@ def concurrent_status_edits(
 
 
 def test_a_conflict_gets_exactly_the_fix_ups_in_the_pullers_log(
-    make_replica: ReplicaFactory, cloned: Cloner
+    net: Transport, make_replica: ReplicaFactory, cloned: Cloner
 ) -> None:
     alice, bob, uuid = concurrent_status_edits(make_replica, cloned)
     before = len(log_of(alice))
-    result = transfer(alice, bob).changesets
+    result = net.transfer(alice, bob).changesets
     assert (result.integrated, result.conflicts, result.resolutions_minted) == (1, 1, 1)
     before_fixup, original, after_fixup = log_of(alice)[before:]
     # The "before" fix-up: local, no origin_seq, puts status back to the edit's old value.
@@ -176,18 +191,18 @@ def test_a_conflict_gets_exactly_the_fix_ups_in_the_pullers_log(
     assert answer.stamp == winning_edit.stamp  # not a new stamp (P6)
 
     # Bob pulls Alice back: the conflict is already answered, nothing new is minted.
-    back = transfer(bob, alice)
+    back = net.transfer(bob, alice)
     assert back.resolutions.integrated == 1  # the answer arrived first (P4)
     assert back.changesets.resolutions_minted == 0 and back.changesets.resolutions_reused == 1
     assert alice.main.digest() == bob.main.digest()
     assert fingerprints(alice) == fingerprints(bob) and len(fingerprints(alice)) == 1
     # Further pulls, either way, add nothing.
     for receiver, sender in ((alice, bob), (bob, alice), (alice, bob)):
-        assert transfer(receiver, sender).changesets.received == 0
+        assert net.transfer(receiver, sender).changesets.received == 0
 
 
 def test_the_winner_is_the_same_whichever_side_pulls_first(
-    make_replica: ReplicaFactory, cloned: Cloner, tmp_path: Path
+    net: Transport, make_replica: ReplicaFactory, cloned: Cloner, tmp_path: Path
 ) -> None:
     alice, bob, uuid = concurrent_status_edits(make_replica, cloned)
     alice.close()
@@ -198,7 +213,7 @@ def test_the_winner_is_the_same_whichever_side_pulls_first(
         b = Replica.open(shutil.copytree(bob.path, tmp_path / order / "bob"))
         pairs = [(a, b), (b, a)] if order == "alice-first" else [(b, a), (a, b)]
         for receiver, sender in pairs:
-            transfer(receiver, sender)
+            net.transfer(receiver, sender)
         assert a.main.digest() == b.main.digest()
         winners.append(props_of(a, "ticket", uuid)["status"])
         digests.append(a.main.digest())
@@ -208,12 +223,12 @@ def test_the_winner_is_the_same_whichever_side_pulls_first(
 
 
 def test_a_third_replica_reuses_the_resolution(
-    make_replica: ReplicaFactory, cloned: Cloner
+    net: Transport, make_replica: ReplicaFactory, cloned: Cloner
 ) -> None:
     alice, bob, _ = concurrent_status_edits(make_replica, cloned)
-    transfer(alice, bob)
+    net.transfer(alice, bob)
     for source in (alice, bob):
-        transfer(bob, alice)
+        net.transfer(bob, alice)
         carol = cloned(source, f"carol-from-{source.path.name}")
         carol_log = log_of(carol)
         assert carol.main.digest() == alice.main.digest()
@@ -221,15 +236,17 @@ def test_a_third_replica_reuses_the_resolution(
         assert fingerprints(carol) == fingerprints(alice)  # same fingerprint everywhere (P7)
 
 
-def test_a_persons_choice_wins_everywhere(make_replica: ReplicaFactory, cloned: Cloner) -> None:
+def test_a_persons_choice_wins_everywhere(
+    net: Transport, make_replica: ReplicaFactory, cloned: Cloner
+) -> None:
     alice, bob, uuid = concurrent_status_edits(make_replica, cloned)
-    transfer(alice, bob)
+    net.transfer(alice, bob)
     [conflict] = list_conflicts(alice)
     assert {c["value"] for c in conflict["props"][0]["choices"]} == {"open", "stalled"}
     assert resolve_conflict(alice, "ticket", uuid, {"status": "blocked"}) == [
         conflict["fingerprint"]
     ]
-    transfer(bob, alice)
+    net.transfer(bob, alice)
     assert props_of(bob, "ticket", uuid)["status"] == "blocked"
     assert alice.main.digest() == bob.main.digest()
     carol = cloned(bob, "carol")
@@ -239,21 +256,23 @@ def test_a_persons_choice_wins_everywhere(make_replica: ReplicaFactory, cloned: 
 # -- 6. deletes, disjoint edits, several properties ------------------------------------------
 
 
-def test_delete_against_delete(make_replica: ReplicaFactory, cloned: Cloner) -> None:
+def test_delete_against_delete(
+    net: Transport, make_replica: ReplicaFactory, cloned: Cloner
+) -> None:
     alice = make_replica("alice")
     uuid = alice.create("ticket", {"status": "new"})
     bob = cloned(alice, "bob")
     alice.delete("ticket", uuid)
     bob.delete("ticket", uuid)
-    assert transfer(alice, bob).changesets.conflicts == 0
-    assert transfer(bob, alice).changesets.conflicts == 0
+    assert net.transfer(alice, bob).changesets.conflicts == 0
+    assert net.transfer(bob, alice).changesets.conflicts == 0
     assert list(alice.main.live_records()) == list(bob.main.live_records()) == []
     a, b = alice.main.find_record("ticket", uuid), bob.main.find_record("ticket", uuid)
     assert a is not None and b is not None and a.deleted == b.deleted  # same tombstone
 
 
 def test_delete_wins_over_a_concurrent_update_everywhere(
-    make_replica: ReplicaFactory, cloned: Cloner
+    net: Transport, make_replica: ReplicaFactory, cloned: Cloner
 ) -> None:
     alice = make_replica("alice")
     uuid = alice.create("ticket", {"status": "new"})
@@ -261,8 +280,8 @@ def test_delete_wins_over_a_concurrent_update_everywhere(
     bob = cloned(alice, "bob")
     bob.delete("ticket", uuid)
     alice.update("ticket", uuid, {"status": "open", "owner": "alice"})  # later stamp
-    transfer(alice, bob)
-    transfer(bob, alice)
+    net.transfer(alice, bob)
+    net.transfer(bob, alice)
     for replica in (alice, bob):
         assert [r.uuid for r in replica.main.live_records()] == [keep]
         [conflict] = list_conflicts(replica)
@@ -274,21 +293,21 @@ def test_delete_wins_over_a_concurrent_update_everywhere(
 
 
 def test_disjoint_property_edits_are_both_kept(
-    make_replica: ReplicaFactory, cloned: Cloner
+    net: Transport, make_replica: ReplicaFactory, cloned: Cloner
 ) -> None:
     alice = make_replica("alice")
     uuid = alice.create("ticket", {"status": "new", "owner": "nobody"})
     bob = cloned(alice, "bob")
     alice.update("ticket", uuid, {"status": "open"})
     bob.update("ticket", uuid, {"owner": "bob"})
-    assert transfer(alice, bob).changesets.conflicts == 0
-    assert transfer(bob, alice).changesets.conflicts == 0
+    assert net.transfer(alice, bob).changesets.conflicts == 0
+    assert net.transfer(bob, alice).changesets.conflicts == 0
     assert props_of(alice, "ticket", uuid) == {"status": "open", "owner": "bob"}
     assert alice.main.digest() == bob.main.digest()
 
 
 def test_a_conflict_on_several_properties_has_one_fingerprint_everywhere(
-    make_replica: ReplicaFactory, cloned: Cloner
+    net: Transport, make_replica: ReplicaFactory, cloned: Cloner
 ) -> None:
     alice = make_replica("alice")
     uuid = alice.create("ticket", {"status": "new", "owner": "nobody", "prio": 1})
@@ -296,10 +315,10 @@ def test_a_conflict_on_several_properties_has_one_fingerprint_everywhere(
     carol = cloned(alice, "carol")
     alice.update("ticket", uuid, {"status": "open", "owner": "alice", "prio": 2})
     bob.update("ticket", uuid, {"prio": 3, "owner": "bob", "status": "stalled"})  # other order
-    transfer(alice, bob)  # Alice meets it with her edit first...
-    transfer(carol, bob)  # ...Carol with Bob's first, and before any answer exists.
-    transfer(carol, alice)
-    transfer(bob, carol)
+    net.transfer(alice, bob)  # Alice meets it with her edit first...
+    net.transfer(carol, bob)  # ...Carol with Bob's first, and before any answer exists.
+    net.transfer(carol, alice)
+    net.transfer(bob, carol)
     [fingerprint] = fingerprints(alice)
     assert fingerprints(bob) == fingerprints(carol) == {fingerprint}
     [conflict] = list_conflicts(carol)
@@ -307,7 +326,7 @@ def test_a_conflict_on_several_properties_has_one_fingerprint_everywhere(
     for replica in (alice, bob, carol):
         for other in (alice, bob, carol):
             if other is not replica:
-                transfer(replica, other)
+                net.transfer(replica, other)
     assert alice.main.digest() == bob.main.digest() == carol.main.digest()
 
 
@@ -327,9 +346,11 @@ def test_a_gap_in_an_origins_changesets_is_refused_whole(
     assert bob.main.latest_seq() == 0 and bob.main.tickets() == {}
 
 
-def test_a_nullification_is_never_accepted(make_replica: ReplicaFactory, cloned: Cloner) -> None:
+def test_a_nullification_is_never_accepted(
+    net: Transport, make_replica: ReplicaFactory, cloned: Cloner
+) -> None:
     alice, bob, _ = concurrent_status_edits(make_replica, cloned)
-    transfer(alice, bob)
+    net.transfer(alice, bob)
     [nullification] = [r for r in alice.main.changesets_after(0, 100) if r.kind == "nullification"]
     carol = cloned(alice, "carol")
     assert all(cs.kind is not Kind.NULLIFICATION or cs.origin == carol.uuid for cs in log_of(carol))
@@ -338,10 +359,10 @@ def test_a_nullification_is_never_accepted(make_replica: ReplicaFactory, cloned:
 
 
 def test_replaying_a_whole_log_changes_nothing(
-    make_replica: ReplicaFactory, cloned: Cloner
+    net: Transport, make_replica: ReplicaFactory, cloned: Cloner
 ) -> None:
     alice, bob, _ = concurrent_status_edits(make_replica, cloned)
-    transfer(alice, bob)
+    net.transfer(alice, bob)
     state = (alice.main.digest(), alice.main.tickets(), alice.main.latest_seq())
     bodies = [r.body for r in alice.main.changesets_after(0, 100) if r.origin_seq is not None]
     result = integrate(alice, bodies)
@@ -366,26 +387,26 @@ def restored_from_backup(
 
 
 def test_a_replica_that_lost_shared_changesets_is_stopped(
-    make_replica: ReplicaFactory, cloned: Cloner, tmp_path: Path
+    net: Transport, make_replica: ReplicaFactory, cloned: Cloner, tmp_path: Path
 ) -> None:
     restored, bob = restored_from_backup(make_replica, cloned, tmp_path)
     try:
         with pytest.raises(ProphetError, match="lost changesets it already shared"):
-            transfer(restored, bob)
+            net.transfer(restored, bob)
         with pytest.raises(ProphetError, match="lost changesets"):
-            transfer(bob, restored)
+            net.transfer(bob, restored)
     finally:
         restored.close()
 
 
 def test_an_answer_that_arrives_before_its_edit_changes_no_state(
-    make_replica: ReplicaFactory, cloned: Cloner
+    net: Transport, make_replica: ReplicaFactory, cloned: Cloner
 ) -> None:
     """P1 holds at every moment, not only at the end: two replicas holding the same
     changesets have the same digest even while a person's answer is still on its way."""
     alice, bob, uuid = concurrent_status_edits(make_replica, cloned)
     x = cloned(alice, "x")  # before the conflict is met anywhere
-    transfer(alice, bob)  # Alice meets it and mints the policy's answer
+    net.transfer(alice, bob)  # Alice meets it and mints the policy's answer
     w = cloned(alice, "w")  # W meets it through Alice's log and reuses her answer
     resolve_conflict(alice, "ticket", uuid, {"status": "blocked"})  # a person's choice
     answers = [r.body for r in alice.resolutions.changesets_after(0, 100)]
@@ -405,7 +426,7 @@ def test_an_answer_that_arrives_before_its_edit_changes_no_state(
     assert w.main.digest() == x.main.digest()
     assert props_of(x, "ticket", uuid)["status"] != "blocked"  # not before the edit itself
     for replica in (w, x):
-        transfer(replica, alice)
+        net.transfer(replica, alice)
     assert props_of(x, "ticket", uuid)["status"] == props_of(w, "ticket", uuid)["status"]
     assert w.main.digest() == x.main.digest() == alice.main.digest()
 
@@ -443,14 +464,14 @@ def test_changes_to_an_unknown_record_still_follow_the_stamp_order(
 
 
 def test_a_restored_replica_that_renumbered_is_stopped_too(
-    make_replica: ReplicaFactory, cloned: Cloner, tmp_path: Path
+    net: Transport, make_replica: ReplicaFactory, cloned: Cloner, tmp_path: Path
 ) -> None:
     restored, bob = restored_from_backup(make_replica, cloned, tmp_path)
     try:
         restored.create("ticket", {"n": "not 2"})  # a different alice#2: same number
         assert restored.main.ticket(restored.uuid) == bob.main.ticket(restored.uuid)
         with pytest.raises(ProphetError, match="renumbered"):
-            transfer(bob, restored)
+            net.transfer(bob, restored)
         assert bob.main.ticket(restored.uuid) == 2  # and nothing moved
     finally:
         restored.close()

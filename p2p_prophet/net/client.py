@@ -45,6 +45,7 @@ from p2p_prophet.sync.vector import count_lacking
 from p2p_prophet.wire import (
     DEFAULT_LIMITS,
     Batch,
+    Error,
     ErrorCode,
     Hello,
     Limits,
@@ -394,7 +395,7 @@ def checked(url: str, response: httpx.Response, body: bytes, limits: Limits) -> 
     if response.status_code == 200:
         return body
     try:
-        read_messages(body, (), limits)
+        read_messages(body, (Error,), limits)
     except PeerError as exc:
         raise RefusedByPeer(exc.code, f"{url} refused: {exc}") from None
     except ProtocolError:

@@ -247,6 +247,14 @@ class Database:
         """The merge-ticket vector: origin -> highest origin_seq integrated."""
         return dict(self.conn.execute("SELECT origin, seq FROM tickets").fetchall())
 
+    def heads(self) -> dict[str, tuple[int, bytes]]:
+        """For each origin: its ticket and the id of the changeset at that ticket."""
+        rows = self.conn.execute(
+            "SELECT t.origin, t.seq, c.id FROM tickets t JOIN changesets c "
+            "ON c.origin = t.origin AND c.origin_seq = t.seq WHERE t.seq > 0"
+        ).fetchall()
+        return {origin: (seq, bytes(id_)) for origin, seq, id_ in rows}
+
     def ticket(self, origin: str) -> int:
         row = self.conn.execute("SELECT seq FROM tickets WHERE origin = ?", (origin,)).fetchone()
         return 0 if row is None else int(row[0])

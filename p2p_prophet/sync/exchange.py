@@ -16,7 +16,7 @@ from p2p_prophet.store.database import Database, LogRow
 from p2p_prophet.store.replica import Replica
 from p2p_prophet.sync.integrate import IntegrationResult, integrate_decoded
 from p2p_prophet.sync.plan import DEFAULT_BATCH, DEFAULT_BATCH_BYTES, plan
-from p2p_prophet.sync.vector import vector_digest
+from p2p_prophet.sync.vector import heads_digest
 from p2p_prophet.wire import Batch, Counts, ErrorCode, Hello, ProtocolError, Vectors, Witness
 
 
@@ -26,8 +26,8 @@ def hello(replica: Replica) -> Hello:
         db_uuid=replica.db_uuid,
         replica_uuid=replica.uuid,
         resolutions_uuid=replica.resolutions_uuid,
-        main_digest=bytes.fromhex(vector_digest(replica.main.tickets())),
-        resolutions_digest=bytes.fromhex(vector_digest(replica.resolutions.tickets())),
+        main_digest=heads_digest(replica.main.heads()),
+        resolutions_digest=heads_digest(replica.resolutions.heads()),
     )
 
 
@@ -44,7 +44,7 @@ def check_peer(mine: Hello, theirs: Hello, *, force: bool = False) -> None:
     ``force``.  Raises :class:`ProtocolError` (SAME_REPLICA, WRONG_DATABASE)."""
     if theirs.replica_uuid == mine.replica_uuid:
         raise ProtocolError(
-            ErrorCode.SAME_REPLICA, f"the peer is this very replica ({mine.replica_uuid})"
+            ErrorCode.SAME_REPLICA, f"the peer is this replica itself ({mine.replica_uuid})"
         )
     if theirs.db_uuid != mine.db_uuid and not force:
         raise ProtocolError(
@@ -90,9 +90,10 @@ def check_witnesses(replica: Replica, theirs: Vectors) -> None:
         if w.seq > made or db.changeset_id(w.origin, w.seq) != w.id:
             raise ProtocolError(
                 ErrorCode.LOST_HISTORY,
-                f"replica {replica.uuid} has lost changesets it already shared: its peer "
-                f"holds another #{w.seq} of its changesets than it has (it has made {made}). "
-                "Do not edit it; clone a fresh replica instead",
+                f"replica {replica.uuid} has lost changesets it already shared and "
+                f"renumbered new ones: its peer holds another #{w.seq} of its changesets "
+                f"than it has (it has made {made}). Do not edit it; clone a fresh replica "
+                "instead",
             )
 
 

@@ -42,3 +42,16 @@ def count_lacking(mine: Vector, theirs: Vector) -> int:
 def dominates(a: Vector, b: Vector) -> bool:
     """True if ``a`` holds everything ``b`` holds."""
     return all(a.get(o, 0) >= k for o, k in b.items())
+
+
+def heads_digest(heads: Mapping[str, tuple[int, bytes]]) -> bytes:
+    """A short digest (8 bytes) of a vector and the id of the last changeset of each
+    origin it counts.
+
+    Equal digests mean equal vectors, and so (P2) the same changesets -- unless one
+    replica lost changesets it had shared and renumbered new ones under the same numbers.
+    The head ids tell those apart too, so two such replicas never look in sync and the
+    exchange's history check gets its chance to stop them.
+    """
+    items = sorted((origin, seq, id_) for origin, (seq, id_) in heads.items() if seq > 0)
+    return hashlib.sha256(canonical(items)).digest()[:DIGEST_BYTES]
