@@ -235,8 +235,8 @@ def test_replication_errors_are_clear(run: Runner, tmp_path: Path) -> None:
     refused = run("-R", alice, "pull", other)
     assert refused.code == 1 and "different databases" in refused.err and "--force" in refused.err
     assert run("-R", alice, "pull", other, "--force").code == 0
-    url = run("-R", alice, "pull", "http://198.18.0.1:7070")
-    assert url.code == 1 and "only replica paths" in url.err
+    url = run("-R", alice, "pull", "ftp://example.invalid/replica")
+    assert url.code == 1 and "only http:// and https:// URLs" in url.err
     missing = run("-R", alice, "pull", str(tmp_path / "nope"))
     assert missing.code == 1 and "no replica at" in missing.err
     exists = run("clone", alice, other)

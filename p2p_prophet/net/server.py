@@ -113,31 +113,13 @@ class NodeApp:
             return
         client = scope.get("client") or ("?", 0)
         record = ExchangeLog(path.rsplit("/", 1)[-1], f"{client[0]}:{client[1]}")
+        self.history.append(record)
+        del self.history[:-100]
         started = time.perf_counter()
         try:
             await handler(scope, receive, send, record)
-        except ProtocolError as exc:
-            record.error = f"{exc.code}: {exc}"
-            raise
         finally:
-            self._remember(record, time.perf_counter() - started)
-
-    def _remember(self, record: ExchangeLog, seconds: float) -> None:
-        self.history.append(record)
-        del self.history[:-100]
-        if record.endpoint == "hello":
-            return
-        log.info(
-            "%s with %s: sent %d, received %d changesets, %d/%d bytes out/in, %.0f ms%s",
-            record.endpoint,
-            record.peer,
-            record.sent,
-            record.received,
-            record.bytes_out,
-            record.bytes_in,
-            seconds * 1000,
-            f" -- {record.error}" if record.error else "",
-        )
+            _log(record, time.perf_counter() - started)
 
     # -- endpoints -----------------------------------------------------------------------
 
@@ -242,6 +224,22 @@ class NodeApp:
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def _log(record: ExchangeLog, seconds: float) -> None:
+    if record.endpoint == "hello":
+        return
+    log.info(
+        "%s with %s: sent %d, received %d changesets, %d/%d bytes out/in, %.0f ms%s",
+        record.endpoint,
+        record.peer,
+        record.sent,
+        record.received,
+        record.bytes_out,
+        record.bytes_in,
+        seconds * 1000,
+        f" -- {record.error}" if record.error else "",
+    )
 
 
 def _next_batch(batches: Iterator[tuple[bool, list[LogRow]]]) -> tuple[bool, list[LogRow]] | None:

@@ -72,6 +72,7 @@ class TransferReader:
         self._batch_kind: bool | None = None  # True: resolutions
         self._seen_changesets = False
         self._ended = False
+        self._pending: ProtocolError | None = None
         self.batches = 0
         self.changesets = 0
 
@@ -84,15 +85,36 @@ class TransferReader:
         return self._ended
 
     def feed(self, data: bytes) -> list[Event]:
+        """The events completed by ``data``.
+
+        If ``data`` also holds something bad after whole batches, those batches are
+        returned first and the error is raised by the next :meth:`feed` or :meth:`close`:
+        a receiver keeps every whole batch that came before a fault.
+        """
+        self._raise_pending()
         events: list[Event] = []
-        for content in self._frames.feed(data):
-            if self._ended:
-                raise ProtocolError(ErrorCode.MALFORMED, "data after the stream's last batch end")
-            events.extend(self._message(m.decode(content, self._limits)))
+        try:
+            for content in self._frames.feed(data):
+                if self._ended:
+                    raise ProtocolError(
+                        ErrorCode.MALFORMED, "data after the stream's last batch end"
+                    )
+                events.extend(self._message(m.decode(content, self._limits)))
+        except ProtocolError as exc:
+            if not events:
+                raise
+            self._pending = exc
         return events
 
+    def _raise_pending(self) -> None:
+        if self._pending is not None:
+            exc, self._pending = self._pending, None
+            raise exc
+
     def close(self) -> None:
-        """The bytes have ended: raise TRUNCATED unless the stream was complete."""
+        """The bytes have ended: raise TRUNCATED unless the stream was complete (or the
+        error found after the last batch returned)."""
+        self._raise_pending()
         self._frames.close()
         if not self._ended:
             where = (

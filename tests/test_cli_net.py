@@ -1,0 +1,115 @@
+"""The network commands as a person runs them: `serve` in one process, `clone`, `pull`,
+`push` and `sync` with http:// URLs in others."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SCRIPT = str(Path(sys.executable).with_name("p2p-prophet"))
+
+
+def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "P2P_PROPHET_CREATOR": "tester@test"}
+    result = subprocess.run(
+        [SCRIPT, *args], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} failed ({result.returncode}): {result.stderr}")
+    return result
+
+
+class Server:
+    def __init__(self, replica: Path) -> None:
+        self.process = subprocess.Popen(
+            [SCRIPT, "-R", str(replica), "serve", "--host", "127.0.0.1", "--port", "0"],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self.url = self._wait_for("serving replica").rsplit(" at ", 1)[1].strip()
+
+    def _wait_for(self, needle: str, timeout: float = 20.0) -> str:
+        assert self.process.stderr is not None
+        selector = selectors.DefaultSelector()
+        selector.register(self.process.stderr, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if selector.select(timeout=deadline - time.monotonic()):
+                line = self.process.stderr.readline()
+                if not line:
+                    break
+                self.lines.append(line)
+                if needle in line:
+                    return line
+        raise AssertionError(f"no {needle!r} from the node: {''.join(self.lines)}")
+
+    def stop(self) -> tuple[int, str]:
+        self.process.send_signal(signal.SIGTERM)
+        _, rest = self.process.communicate(timeout=20)
+        return self.process.returncode, "".join(self.lines) + rest
+
+
+@pytest.fixture
+def alice_node(tmp_path: Path) -> Iterator[tuple[Path, Server]]:
+    alice = tmp_path / "alice"
+    cli("-R", str(alice), "init")
+    cli("-R", str(alice), "create", "ticket", "summary=first")
+    server = Server(alice)
+    try:
+        yield alice, server
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait()
+
+
+def test_bob_clones_syncs_pulls_and_pushes_by_url(
+    alice_node: tuple[Path, Server], tmp_path: Path
+) -> None:
+    alice, server = alice_node
+    bob = tmp_path / "bob"
+    cloned = json.loads(cli("clone", server.url, str(bob), "--json").stdout)
+    assert cloned["changesets"]["integrated"] == 1
+
+    cli("-R", str(bob), "create", "ticket", "summary=from bob")
+    synced = json.loads(cli("-R", str(bob), "sync", server.url, "--json").stdout)
+    assert synced["pushed"]["changesets"]["integrated"] == 1
+    cli("-R", str(alice), "create", "ticket", "summary=from alice")
+    pulled = json.loads(cli("-R", str(bob), "pull", server.url, "--json").stdout)
+    assert pulled["changesets"]["integrated"] == 1
+    cli("-R", str(bob), "create", "ticket", "summary=bob again")
+    pushed = cli("-R", str(bob), "push", server.url)
+    assert "pushed 1 changesets" in pushed.stderr and pushed.stdout == ""
+    digests = {cli("-R", str(r), "digest").stdout for r in (alice, bob)}
+    assert len(digests) == 1
+
+    code, log = server.stop()
+    assert code == 0 and "stopped" in log
+    assert "push with 127.0.0.1" in log  # one line per exchange
+
+
+def test_network_failures_are_one_line_each(
+    alice_node: tuple[Path, Server], tmp_path: Path
+) -> None:
+    _, server = alice_node
+    stranger = tmp_path / "stranger"
+    cli("-R", str(stranger), "init")
+    refused = cli("-R", str(stranger), "pull", server.url, check=False)
+    assert refused.returncode == 1 and "pull with --force" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    forced = cli("-R", str(stranger), "push", "--force", server.url, check=False)
+    assert forced.returncode == 1 and "no --force over the network" in forced.stderr
+    assert server.stop()[0] == 0
+    gone = cli("-R", str(stranger), "pull", server.url, check=False)
+    assert gone.returncode == 1
+    assert "connection refused" in gone.stderr and len(gone.stderr.strip().splitlines()) == 1
