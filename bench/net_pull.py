@@ -1,0 +1,226 @@
+"""Network replication throughput and the cost of an idle sync, over loopback HTTP.
+
+Prints, for a clone of 100,000 changesets (one create of 3 properties each):
+
+* over HTTP: a node (`p2p-prophet serve`, its own process) and a cloning client (another
+  process) -- changesets/s, bytes of transfer stream per changeset, peak RSS of each;
+* path to path, the same clone in one process (the replication issue's figure);
+
+and for an idle sync between two replicas already in sync: bytes on the wire both ways
+(counted by a loopback TCP proxy, so HTTP headers included) and milliseconds.
+
+Usage: python bench/net_pull.py [--n 100000] [--idle 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))  # the counting proxy the tests use
+
+
+def run_child(*args: str) -> tuple[dict[str, Any], int]:
+    """Run this script in ``--child`` mode; return its JSON and its peak RSS in KiB."""
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--child", *args], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    out = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"child {args[0]} failed ({process.returncode})")
+    return json.loads(out), usage.ru_maxrss
+
+
+LOOPBACK = ("--host", "127.0.0.1", "--port", "0")
+
+
+class Node:
+    """`p2p-prophet serve` in its own process."""
+
+    def __init__(self, replica: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "p2p_prophet", "-R", str(replica), "serve", *LOOPBACK],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            if "serving replica" in line:
+                self.url = line.rsplit(" at ", 1)[1].strip()
+                break
+        else:
+            raise SystemExit("the node did not start")
+
+    def stop(self) -> int:
+        """Stop it; return its peak RSS in KiB."""
+        self.process.terminate()
+        assert self.process.stderr is not None
+        self.process.stderr.read()
+        _, _, usage = os.wait4(self.process.pid, 0)
+        return usage.ru_maxrss
+
+
+# -- the child processes -------------------------------------------------------------------
+
+
+def child(mode: str, *args: str) -> dict[str, Any]:
+    import trio
+
+    from p2p_prophet.net import Peer, ReplicaWorker
+    from p2p_prophet.net.client import Progress, clone, new_http_client
+    from p2p_prophet.store import Replica
+    from p2p_prophet.sync import clone as path_clone
+
+    if mode == "fill":
+        from pull import fill
+
+        with Replica.init(Path(args[0])) as source:
+            fill(source, int(args[1]))
+            return {"digest": source.main.digest()}
+
+    if mode == "path-clone":
+        with Replica.open(Path(args[0])) as source:
+            start = time.perf_counter()
+            dest, result = path_clone(source, Path(args[1]))
+            seconds = time.perf_counter() - start
+            with dest:
+                return {
+                    "seconds": seconds,
+                    "n": result.changesets.integrated,
+                    "digest": dest.main.digest(),
+                }
+
+    if mode == "net-clone":
+        url, path = args
+        last: list[Progress] = []
+
+        async def run() -> dict[str, Any]:
+            async with new_http_client() as http:
+                start = time.perf_counter()
+                dest, result = await clone(url, Path(path), http=http, progress=last.append)
+                seconds = time.perf_counter() - start
+            with dest:
+                return {
+                    "seconds": seconds,
+                    "n": result.changesets.integrated,
+                    "bytes": last[-1].bytes,
+                    "digest": dest.main.digest(),
+                }
+
+        return trio.run(run)
+
+    if mode == "idle":
+        from tcp_proxy import Proxy
+
+        url, path, rounds = args[0], args[1], int(args[2])
+
+        async def idle() -> dict[str, Any]:
+            proxy = Proxy(int(url.rsplit(":", 1)[1]))
+            samples = []
+            with Replica.open(Path(path)) as replica:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(proxy.run)
+                    for _ in range(rounds):
+                        # A fresh client each time: an idle sync as `p2p-prophet sync` does
+                        # it, TCP connection set-up included.
+                        up, down = proxy.bytes_up, proxy.bytes_down
+                        start = time.perf_counter()
+                        async with Peer(proxy.url, ReplicaWorker(replica)) as peer:
+                            result = await peer.sync()
+                        samples.append(
+                            (
+                                time.perf_counter() - start,
+                                proxy.bytes_up - up,
+                                proxy.bytes_down - down,
+                            )
+                        )
+                        assert result.pulled.changesets.received == 0
+                    # As a running node will: one client, its connection kept alive.
+                    reused = []
+                    async with Peer(proxy.url, ReplicaWorker(replica)) as peer:
+                        for _ in range(rounds):
+                            start = time.perf_counter()
+                            await peer.sync()
+                            reused.append(time.perf_counter() - start)
+                    nursery.cancel_scope.cancel()
+            return {
+                "reused_ms": statistics.median(reused) * 1000,
+                "ms": statistics.median(s[0] for s in samples) * 1000,
+                "up": max(s[1] for s in samples),
+                "down": max(s[2] for s in samples),
+            }
+
+        return trio.run(idle)
+    raise SystemExit(f"unknown mode {mode}")
+
+
+# -- the benchmark -----------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--idle", type=int, default=20, help="idle syncs to time")
+    args = parser.parse_args()
+    from machine import describe
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        source = root / "source"
+        filled, _ = run_child("fill", str(source), str(args.n))
+
+        path, path_rss = run_child("path-clone", str(source), str(root / "by-path"))
+        assert path["digest"] == filled["digest"]
+
+        node = Node(source)
+        try:
+            net, client_rss = run_child("net-clone", node.url, str(root / "by-net"))
+            assert net["digest"] == filled["digest"] and net["n"] == args.n
+            idle, _ = run_child("idle", node.url, str(root / "by-net"), str(args.idle))
+        finally:
+            server_rss = node.stop()
+
+    n = args.n
+    print(f"machine: {describe()}")
+    print(f"clone of {n:,} changesets")
+    print(
+        f"  over HTTP (loopback)  {net['seconds']:7.2f} s  {n / net['seconds']:>8,.0f} changesets/s"
+        f"  {net['bytes'] / n:6.1f} bytes/changeset on the wire"
+    )
+    path_rate = n / path["seconds"]
+    print(f"  path to path          {path['seconds']:7.2f} s  {path_rate:>8,.0f} changesets/s")
+    print(
+        f"  HTTP / path time      {net['seconds'] / path['seconds']:7.2f}x  (goal <= 1.5x;"
+        " goal >= 15,000 changesets/s)"
+    )
+    print(
+        f"  peak RSS: node {server_rss / 1024:.0f} MiB, HTTP client {client_rss / 1024:.0f} MiB,"
+        f" path-to-path process {path_rss / 1024:.0f} MiB"
+    )
+    print(f"idle sync (in sync already), median of {args.idle}")
+    total = idle["up"] + idle["down"]
+    print(
+        f"  on the wire: {idle['up']} bytes up + {idle['down']} bytes down = {total} (goal <= 512)"
+    )
+    print(f"  {idle['ms']:.1f} ms with a new client and connection (as the CLI's `sync`)")
+    print(f"  {idle['reused_ms']:.1f} ms with a kept-alive connection (as a running node)")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        print(json.dumps(child(sys.argv[2], *sys.argv[3:])))
+    else:
+        main()
