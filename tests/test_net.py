@@ -515,3 +515,21 @@ async def test_unknown_paths_and_methods_get_cbor_errors(
     [content] = await _frames(response.content)
     error = decode(content)
     assert isinstance(error, Error) and error.code is ErrorCode.METHOD_NOT_ALLOWED
+
+
+async def test_a_node_whose_disk_is_full_refuses_a_push_and_loses_nothing(
+    start_node: StartNode, http: httpx.AsyncClient, cloned_pair: Any
+) -> None:
+    alice, bob = cloned_pair
+    fill(bob, 2000, 100)
+    url = await start_node(alice)
+    before = state(alice)
+    # Cap Alice's file at its current size: SQLite fails as on a full disk.
+    pages = alice.main.conn.execute("PRAGMA page_count").fetchone()[0]
+    alice.main.conn.execute(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(RefusedByPeer, match="cannot store changesets.*disk is full"):
+        await peer(url, bob, http, attempts=2, backoff=0.01).push()
+    assert state(alice) == before
+    alice.main.conn.execute("PRAGMA max_page_count = 1073741823")  # space again
+    assert (await peer(url, bob, http).push()).changesets.integrated == 2000
+    assert alice.main.digest() == bob.main.digest()

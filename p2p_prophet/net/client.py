@@ -33,7 +33,7 @@ import httpx
 import trio
 
 from p2p_prophet import __version__
-from p2p_prophet.errors import ProphetError, StorageError
+from p2p_prophet.errors import ProphetError
 from p2p_prophet.net.binding import EXCHANGE_PATH, HELLO_PATH, MEDIA_TYPE, PUSH_PATH
 from p2p_prophet.net.worker import ReplicaWorker
 from p2p_prophet.store import Replica
@@ -434,8 +434,6 @@ def _integrate(replica: Replica, batch: Batch) -> IntegrationResult:
         return exchange.integrate_batch(replica, batch)
     except IntegrationError as exc:
         raise ProtocolError(ErrorCode.INVALID_CHANGESET, str(exc)) from None
-    except StorageError:
-        raise
 
 
 async def _read_limited(response: httpx.Response, limit: int) -> bytes:

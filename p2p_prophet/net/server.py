@@ -116,8 +116,23 @@ class NodeApp:
         self.history.append(record)
         del self.history[:-100]
         started = time.perf_counter()
+        response_started = False
+
+        async def tracked_send(message: dict[str, Any]) -> None:
+            nonlocal response_started
+            response_started = True
+            await send(message)
+
         try:
-            await handler(scope, receive, send, record)
+            await handler(scope, receive, tracked_send, record)
+        except Exception as exc:
+            # A bug, or storage failing outside a batch (reading tickets for a HELLO):
+            # still a CBOR answer if the response has not begun, and always a log line.
+            code = ErrorCode.UNAVAILABLE if isinstance(exc, StorageError) else ErrorCode.INTERNAL
+            record.error = f"{code}: {exc}"
+            log.exception("%s from %s failed", path, record.peer)
+            if not response_started:
+                await _refuse(send, ProtocolError(code, f"the node failed: {exc}"))
         finally:
             _log(record, time.perf_counter() - started)
 
