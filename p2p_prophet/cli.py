@@ -469,6 +469,15 @@ def open_peer(ctx: click.Context, location: str) -> Replica:
 T = TypeVar("T")
 
 
+def no_force_over_network(command: str, force: bool) -> None:
+    if force:
+        raise ProphetError(
+            f"a node never takes changesets from another database, so {command} has no "
+            "--force over the network; `pull --force URL` takes theirs, and their owner "
+            "can pull from this replica with --force"
+        )
+
+
 def with_node(
     replica: Replica, url: str, as_json: bool, operation: Callable[[Peer], Awaitable[T]]
 ) -> T:
@@ -545,11 +554,7 @@ def push(ctx: click.Context, target: str, force: bool, as_json: bool) -> None:
     """Give TARGET what this replica has that it lacks."""
     replica = open_replica(ctx)
     if is_url(target):
-        if force:
-            raise ProphetError(
-                "a node never takes changesets from another database, so push has no --force "
-                "over the network; its owner can pull from this replica with --force instead"
-            )
+        no_force_over_network("push", force)
         result = with_node(replica, target, as_json, lambda peer: peer.push())
     else:
         result = transfer(open_peer(ctx, target), replica, force=force)
@@ -566,11 +571,7 @@ def sync_(ctx: click.Context, peer: str, force: bool, as_json: bool) -> None:
     """Pull from PEER, then push to it: afterwards both hold the same changesets."""
     replica = open_replica(ctx)
     if is_url(peer):
-        if force:
-            raise ProphetError(
-                "a node never takes changesets from another database, so sync has no --force "
-                "over the network; pull --force takes theirs, and their owner can pull yours"
-            )
+        no_force_over_network("sync", force)
         both = with_node(replica, peer, as_json, lambda node: node.sync())
         pulled, pushed = both.pulled, both.pushed
     else:
