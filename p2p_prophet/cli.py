@@ -26,7 +26,7 @@ from p2p_prophet import __version__
 from p2p_prophet.clock import to_datetime
 from p2p_prophet.errors import ProphetError, RecordNotFound
 from p2p_prophet.model import ChangeSet, Value, check_name, check_value
-from p2p_prophet.net.client import Peer, new_http_client
+from p2p_prophet.net.client import NetworkError, Peer, new_http_client
 from p2p_prophet.net.client import clone as net_clone
 from p2p_prophet.net.server import NodeApp
 from p2p_prophet.net.server import serve as net_serve
@@ -701,7 +701,15 @@ def demo(ctx: click.Context) -> None:
 async def _clone_from_node(url: str, path: Path, as_json: bool) -> tuple[Replica, TransferResult]:
     with transfer_bar(not as_json) as progress:
         async with new_http_client() as http:
-            return await net_clone(url, path, http=http, progress=progress)
+            try:
+                return await net_clone(url, path, http=http, progress=progress)
+            except NetworkError as exc:
+                if not path.exists():
+                    raise
+                raise NetworkError(
+                    f"{exc}. The new replica at {path} keeps what arrived: "
+                    f"`p2p-prophet -R {path} pull {url}` finishes the clone"
+                ) from None
 
 
 DEFAULT_PORT = 7420

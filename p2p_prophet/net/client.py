@@ -361,7 +361,7 @@ class Peer:
         ):
             return NetworkError(
                 f"{url} stopped in the middle of the exchange ({exc}); every whole batch "
-                "received is kept: run the command again to continue"
+                "received is kept, and the next pull or sync continues from there"
             )
         if isinstance(exc, PeerError):
             return RefusedByPeer(exc.code, f"{url} refused: {exc}")
