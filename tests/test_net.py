@@ -535,3 +535,25 @@ async def test_a_node_whose_disk_is_full_refuses_a_push_and_loses_nothing(
     alice.main.conn.execute("PRAGMA max_page_count = 1073741823")  # space again
     assert (await peer(url, bob, http).push()).changesets.integrated == 2000
     assert alice.main.digest() == bob.main.digest()
+
+
+async def test_an_interrupted_clone_is_finished_by_a_pull(
+    make_replica: ReplicaFactory,
+    start_node: StartNode,
+    http: httpx.AsyncClient,
+    nursery: trio.Nursery,
+    tmp_path: Path,
+) -> None:
+    alice = make_replica("alice")
+    fill(alice, 2000)
+    url = await start_node(alice, batch_size=250)
+    proxy = Proxy(port_of(url), down_limit=150_000)
+    await nursery.start(proxy.run)
+    with pytest.raises(NetworkError, match="stopped in the middle"):
+        await clone(proxy.url, tmp_path / "bob", http=http, attempts=1)
+    with Replica.open(tmp_path / "bob") as bob:
+        kept = bob.main.ticket(alice.uuid)
+        assert 0 < kept < 2000 and bob.db_uuid == alice.db_uuid
+        rest = await peer(url, bob, http).pull()
+        assert rest.changesets.received == 2000 - kept
+        assert bob.main.digest() == alice.main.digest()
