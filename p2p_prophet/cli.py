@@ -776,7 +776,16 @@ def main(argv: list[str] | None = None) -> NoReturn:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or os.environ.get("P2P_PROPHET_DEBUG") == "1"
     try:
-        code = cli.main(args=args, prog_name="p2p-prophet", standalone_mode=False)
+        try:
+            code = cli.main(args=args, prog_name="p2p-prophet", standalone_mode=False)
+        except BaseExceptionGroup as group:
+            # trio's nurseries wrap what their tasks raise; one error is just that error.
+            single: BaseException = group
+            while isinstance(single, BaseExceptionGroup) and len(single.exceptions) == 1:
+                single = single.exceptions[0]
+            if single is group:
+                raise
+            raise single from None
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(EXIT_INTERRUPTED)

@@ -24,6 +24,7 @@ strict: ``True`` is not ``1`` and ``1`` is not ``1.0`` (see :func:`same_value`).
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import re
 import uuid as uuidlib
@@ -244,20 +245,24 @@ def strict_loads(data: bytes, max_depth: int) -> Any:
     proportional to ``len(data)``: cbor2 does not preallocate for a claimed length.
     Raises :class:`CBORError`.
     """
+    stream = io.BytesIO(data)
     try:
-        return cbor2.loads(
-            data,
+        obj = cbor2.CBORDecoder(
+            stream,
             max_depth=max_depth,
             allow_indefinite=False,
             allow_duplicate_keys=False,
             strict_hashable_types=True,
             semantic_decoders=_NO_TAGS,
             tag_hook=_refuse_tag,
-        )
+        ).decode()
     except Exception as exc:  # cbor2 raises several unrelated types on bad input
         cause = exc.__cause__ or exc.__context__
         detail = f"{exc}" if cause is None else f"{exc}: {cause}"
         raise CBORError(f"not valid CBOR: {detail}") from None
+    if stream.tell() != len(data):
+        raise CBORError(f"{len(data) - stream.tell()} bytes after the CBOR item")
+    return obj
 
 
 def canonical(obj: Any) -> bytes:

@@ -109,6 +109,9 @@ def test_network_failures_are_one_line_each(
     assert "Traceback" not in refused.stderr
     forced = cli("-R", str(stranger), "push", "--force", server.url, check=False)
     assert forced.returncode == 1 and "no --force over the network" in forced.stderr
+    port = server.url.rsplit(":", 1)[1]
+    taken = cli("-R", str(stranger), "serve", "--host", "127.0.0.1", "--port", port, check=False)
+    assert taken.returncode == 1 and "address already in use" in taken.stderr
     assert server.stop()[0] == 0
     gone = cli("-R", str(stranger), "pull", server.url, check=False)
     assert gone.returncode == 1

@@ -405,7 +405,7 @@ async def test_a_node_speaking_another_version_is_explained(
     bob = make_replica("bob")
     hello_v2 = frame(cbor2.dumps([0, 2, "what version 2 says"]))
     [url] = await nursery.start(serve, _fake_node({"/prophet/hello": hello_v2}), "127.0.0.1", 0)
-    with pytest.raises(NetworkError, match=r"protocol version 2.*speaks 1"):
+    with pytest.raises(RefusedByPeer, match=r"protocol version 2.*speaks 1.*Upgrade"):
         await peer(url, bob, http).pull()
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,10 +236,14 @@ class Peer:
             return mine, theirs, None
         my_vectors = await self.worker.run(exchange.vectors, self.replica, theirs)
         params = {"force": "1"} if force else {}
-        request = encode(mine) + encode(my_vectors)
+        greeting = encode(mine) + encode(my_vectors)
         their_vectors: Vectors | None = None
         async with self.http.stream(
-            "POST", self.url + EXCHANGE_PATH, content=request, params=params
+            "POST",
+            self.url + EXCHANGE_PATH,
+            content=greeting,
+            params=params,
+            headers={"content-type": MEDIA_TYPE},
         ) as response:
             if response.status_code != 200:
                 self._checked(
@@ -269,12 +274,14 @@ class Peer:
 
     async def _vectors_only(self, mine: Hello, theirs: Hello) -> Vectors:
         my_vectors = await self.worker.run(exchange.vectors, self.replica, theirs)
-        response = await self.http.post(
+        body = await request(
+            self.http,
+            "POST",
             self.url + EXCHANGE_PATH,
+            self.limits,
             content=encode(mine) + encode(my_vectors),
             params={"pull": "0"},
         )
-        body = self._checked(response, response.content)
         reader = TransferReader(preamble=(Vectors,), limits=self.limits)
         events = reader.feed(body)
         reader.close()
@@ -287,12 +294,12 @@ class Peer:
         self, mine: Hello, theirs: Hello, their_vectors: Vectors, result: TransferResult
     ) -> None:
         replica = self.replica
-        total = count_lacking(replica.main.tickets(), their_vectors.main) + count_lacking(
-            replica.resolutions.tickets(), their_vectors.resolutions
+        my_vectors = await self.worker.run(exchange.vectors, replica, theirs)
+        total = count_lacking(my_vectors.main, their_vectors.main) + count_lacking(
+            my_vectors.resolutions, their_vectors.resolutions
         )
         if total == 0:
             return
-        my_vectors = await self.worker.run(exchange.vectors, replica, theirs)
 
         async def stream() -> AsyncIterator[bytes]:
             yield encode(mine) + encode(my_vectors)
@@ -307,8 +314,7 @@ class Peer:
                 self._report("push", done, total, sent)
             yield encode_end()
 
-        response = await self.http.post(self.url + PUSH_PATH, content=stream())
-        body = self._checked(response, response.content)
+        body = await request(self.http, "POST", self.url + PUSH_PATH, self.limits, content=stream())
         [receipt] = read_messages(body, (Receipt,), self.limits)
         assert isinstance(receipt, Receipt)
         result.resolutions.add(exchange.result_of(receipt.resolutions))
@@ -350,9 +356,10 @@ class Peer:
         if isinstance(exc, RefusedByPeer):
             return exc
         if isinstance(exc, httpx.ConnectError):
+            reason = _os_reason(exc)
+            hint = " (is `p2p-prophet serve` running there?)" if "refused" in reason else ""
             return NetworkError(
-                f"cannot connect to {url}: {_os_reason(exc)} (is `p2p-prophet serve` running "
-                f"there?); tried {self.attempts} times"
+                f"cannot connect to {url}: {reason}{hint}; tried {self.attempts} times"
             )
         if isinstance(exc, httpx.TimeoutException):
             return NetworkError(f"{url} did not answer in time ({type(exc).__name__})")
@@ -365,6 +372,8 @@ class Peer:
             )
         if isinstance(exc, PeerError):
             return RefusedByPeer(exc.code, f"{url} refused: {exc}")
+        if isinstance(exc, ProtocolError) and exc.code is ErrorCode.UNSUPPORTED_VERSION:
+            return RefusedByPeer(exc.code, f"{url} cannot be synced with: {exc}")
         if isinstance(exc, ProtocolError):
             return NetworkError(f"{url} broke the protocol ({exc.code}): {exc}")
         return NetworkError(f"{url}: {type(exc).__name__}: {exc}")
@@ -372,10 +381,26 @@ class Peer:
 
 async def fetch_hello(http: httpx.AsyncClient, url: str, limits: Limits = DEFAULT_LIMITS) -> Hello:
     """GET the HELLO of the node at ``url`` (one attempt)."""
-    response = await http.get(url.rstrip("/") + HELLO_PATH)
-    [theirs] = read_messages(checked(url, response, response.content, limits), (Hello,), limits)
+    body = await request(http, "GET", url.rstrip("/") + HELLO_PATH, limits)
+    [theirs] = read_messages(body, (Hello,), limits)
     assert isinstance(theirs, Hello)
     return theirs
+
+
+async def request(
+    http: httpx.AsyncClient, method: str, url: str, limits: Limits, **options: Any
+) -> bytes:
+    """One request whose answer is read whole, but never more than the limit allows;
+    returns the body of a 200 of ours, else raises what the node refused."""
+    if "content" in options:
+        options["headers"] = {"content-type": MEDIA_TYPE}
+    async with http.stream(method, url, **options) as response:
+        body = await _read_limited(response, limits.max_request_bytes)
+    if len(body) > limits.max_request_bytes:
+        raise ProtocolError(
+            ErrorCode.TOO_LARGE, f"an answer of more than {limits.max_request_bytes} bytes"
+        )
+    return checked(url, response, body, limits)
 
 
 def check_media_type(url: str, response: httpx.Response) -> None:
@@ -411,7 +436,9 @@ def _os_reason(exc: BaseException) -> str:
     seen: list[BaseException] = [exc]
     while seen:
         current = seen.pop()
-        if isinstance(current, OSError) and current.errno is not None:
+        if isinstance(current, socket.gaierror):
+            return f"cannot resolve the host name ({current.strerror})"
+        if isinstance(current, OSError) and current.errno is not None and current.errno > 0:
             return os.strerror(current.errno).lower()
         if isinstance(current, BaseExceptionGroup):
             seen.extend(current.exceptions)
@@ -468,7 +495,7 @@ async def clone(
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise ProphetError(f"{path} already exists and is not an empty directory")
     theirs = await Peer(url, None, http=http, **options).hello()
-    replica = Replica.init(path, db_uuid=theirs.db_uuid)
+    replica = await trio.to_thread.run_sync(lambda: Replica.init(path, db_uuid=theirs.db_uuid))
     try:
         return replica, await Peer(url, ReplicaWorker(replica), http=http, **options).pull()
     except BaseException:

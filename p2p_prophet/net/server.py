@@ -28,7 +28,7 @@ import hypercorn.trio
 import trio
 from hypercorn.config import Config
 
-from p2p_prophet.errors import StorageError
+from p2p_prophet.errors import ProphetError, StorageError
 from p2p_prophet.net.binding import EXCHANGE_PATH, HELLO_PATH, MEDIA_TYPE, PUSH_PATH, STATUS
 from p2p_prophet.net.worker import ReplicaWorker
 from p2p_prophet.store.database import LogRow
@@ -348,9 +348,19 @@ async def serve(
     config.include_server_header = False
     config.include_date_header = False
     config.graceful_timeout = 5.0
-    await hypercorn.trio.serve(
-        app,  # type: ignore[arg-type]  # hypercorn's ASGI types are stricter than dicts
-        config,
-        shutdown_trigger=shutdown_trigger,
-        task_status=task_status,
-    )
+    try:
+        await hypercorn.trio.serve(
+            app,  # type: ignore[arg-type]  # hypercorn's ASGI types are stricter than dicts
+            config,
+            shutdown_trigger=shutdown_trigger,
+            task_status=task_status,
+        )
+    except (OSError, BaseExceptionGroup) as exc:
+        # Binding happens inside hypercorn's nursery, so "address in use" arrives wrapped.
+        failed = exc if isinstance(exc, OSError) else exc.split(OSError)[0]
+        if failed is None:
+            raise
+        while isinstance(failed, BaseExceptionGroup):
+            failed = failed.exceptions[0]
+        reason = failed.strerror or str(failed)
+        raise ProphetError(f"cannot listen on {host}:{port}: {reason.lower()}") from None

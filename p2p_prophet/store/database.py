@@ -249,8 +249,10 @@ class Database:
 
     def heads(self) -> dict[str, tuple[int, bytes]]:
         """For each origin: its ticket and the id of the changeset at that ticket."""
+        # CROSS JOIN keeps tickets as the outer loop: one index lookup per origin, where
+        # SQLite's own choice scanned the whole (origin, origin_seq) index.
         rows = self.conn.execute(
-            "SELECT t.origin, t.seq, c.id FROM tickets t JOIN changesets c "
+            "SELECT t.origin, t.seq, c.id FROM tickets t CROSS JOIN changesets c "
             "ON c.origin = t.origin AND c.origin_seq = t.seq WHERE t.seq > 0"
         ).fetchall()
         return {origin: (seq, bytes(id_)) for origin, seq, id_ in rows}
