@@ -172,6 +172,7 @@ def test_a_changeset_whose_id_does_not_match_its_body_is_refused() -> None:
         b"\x9f\xff",  # indefinite-length array
         cbor2.dumps([1, [[[[[1]]]]], {}, []]),  # nested too deep
         cbor2.dumps([0, 1, "a", "b", "c", b"", b""]),  # bad uuids and digests
+        cbor2.dumps([4, 0, True]) + b"\xff",  # bytes after the message
     ],
 )
 def test_malformed_messages_are_refused(content: bytes) -> None:
