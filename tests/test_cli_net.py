@@ -116,3 +116,42 @@ def test_network_failures_are_one_line_each(
     gone = cli("-R", str(stranger), "pull", server.url, check=False)
     assert gone.returncode == 1
     assert "connection refused" in gone.stderr and len(gone.stderr.strip().splitlines()) == 1
+
+
+def test_a_long_clone_shows_progress_on_a_terminal_only(
+    alice_node: tuple[Path, Server], tmp_path: Path
+) -> None:
+    import pty
+
+    alice, server = alice_node
+    lines = "".join(f'{{"type": "ticket", "props": {{"n": {i}}}}}\n' for i in range(3000))
+    (tmp_path / "bulk.jsonl").write_text(lines)
+    cli("-R", str(alice), "import", str(tmp_path / "bulk.jsonl"))
+
+    # On a terminal: the bar, with changesets and bytes (and a rate once it has one).
+    leader, follower = pty.openpty()
+    with subprocess.Popen(
+        [SCRIPT, "clone", server.url, str(tmp_path / "watched")],
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        env={**os.environ, "COLUMNS": "120", "TERM": "xterm"},
+    ) as watched:
+        os.close(follower)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closes with the process
+                break
+            if not chunk:
+                break
+            seen += chunk
+        assert watched.wait(timeout=60) == 0
+    os.close(leader)
+    screen = seen.decode(errors="replace")
+    assert "pulling" in screen and "3001/3001" in screen and "changesets" in screen
+    assert "kB" in screen  # bytes so far
+
+    # Not a terminal (a script, CI): only the one-line report.
+    quiet = cli("clone", server.url, str(tmp_path / "scripted"))
+    assert quiet.stderr.strip().splitlines() == [f"cloned 3001 changesets from {server.url}"]
