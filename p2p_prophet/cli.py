@@ -32,7 +32,7 @@ from p2p_prophet.net.server import NodeApp
 from p2p_prophet.net.server import serve as net_serve
 from p2p_prophet.net.worker import ReplicaWorker
 from p2p_prophet.progress import transfer_bar
-from p2p_prophet.store import Replica
+from p2p_prophet.store import Replica, is_replica
 from p2p_prophet.sync.human import conflict_record, list_conflicts, resolve_conflict
 from p2p_prophet.sync.transfer import TransferResult, transfer
 from p2p_prophet.sync.transfer import clone as sync_clone
@@ -704,7 +704,7 @@ async def _clone_from_node(url: str, path: Path, as_json: bool) -> tuple[Replica
             try:
                 return await net_clone(url, path, http=http, progress=progress)
             except NetworkError as exc:
-                if not path.exists():
+                if not is_replica(path):
                     raise
                 raise NetworkError(
                     f"{exc}. The new replica at {path} keeps what arrived: "

@@ -475,3 +475,19 @@ def test_a_restored_replica_that_renumbered_is_stopped_too(
         assert bob.main.ticket(restored.uuid) == 2  # and nothing moved
     finally:
         restored.close()
+
+
+def test_a_conflict_over_large_text_still_converges(
+    net: Transport, make_replica: ReplicaFactory, cloned: Cloner
+) -> None:
+    """The resolution database records long winning text by its digest, so an answer
+    always fits in one value, however large the values in conflict."""
+    alice = make_replica("alice")
+    uuid = alice.create("note", {"body": "short"})
+    bob = cloned(alice, "bob")
+    alice.update("note", uuid, {"body": "a" * (1 << 20)})  # 1 MiB each
+    bob.update("note", uuid, {"body": "b" * (1 << 20)})
+    assert net.transfer(alice, bob).changesets.conflicts == 1
+    net.transfer(bob, alice)
+    assert alice.main.digest() == bob.main.digest()
+    assert len(props_of(alice, "note", uuid)["body"]) == 1 << 20  # type: ignore[arg-type]

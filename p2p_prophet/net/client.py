@@ -396,6 +396,7 @@ async def request(
         options["headers"] = {"content-type": MEDIA_TYPE}
     async with http.stream(method, url, **options) as response:
         body = await _read_limited(response, limits.max_request_bytes)
+    check_media_type(url, response)
     if len(body) > limits.max_request_bytes:
         raise ProtocolError(
             ErrorCode.TOO_LARGE, f"an answer of more than {limits.max_request_bytes} bytes"

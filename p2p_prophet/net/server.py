@@ -18,6 +18,7 @@ one batch per chunk, and each send waits for the socket (back-pressure).
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -128,7 +129,8 @@ class NodeApp:
         except Exception as exc:
             # A bug, or storage failing outside a batch (reading tickets for a HELLO):
             # still a CBOR answer if the response has not begun, and always a log line.
-            code = ErrorCode.UNAVAILABLE if isinstance(exc, StorageError) else ErrorCode.INTERNAL
+            storage = isinstance(exc, (StorageError, sqlite3.Error))
+            code = ErrorCode.UNAVAILABLE if storage else ErrorCode.INTERNAL
             record.error = f"{code}: {exc}"
             log.exception("%s from %s failed", path, record.peer)
             if not response_started:
@@ -184,7 +186,7 @@ class NodeApp:
                     await _send_chunk(send, pending, rec)
                     pending = b""
                 pending += encode_end()
-            except (StorageError, ProtocolError) as exc:
+            except (StorageError, sqlite3.Error, ProtocolError) as exc:
                 log.error("exchange with %s failed mid-stream: %s", rec.peer, exc)
                 code = exc.code if isinstance(exc, ProtocolError) else ErrorCode.UNAVAILABLE
                 rec.error = f"{code}: {exc}"

@@ -4,14 +4,15 @@
 ``resolution`` whose uuid is derived from the conflict's fingerprint, so two replicas that
 answer the same conflict write the same record; its properties are the fingerprint, the
 conflicted record's type and uuid, and ``answer``: canonical JSON of
-``[[name, value, hlc, origin], ...]``, the value each property ends with and the stamp of
-the write that put it there.  Answers sync like any changeset, resolutions first, so a
-replica that meets a conflict already answered elsewhere reuses the answer instead of
-minting another resolution.
+``[[name, value, hlc, origin], ...]``, the value each property ends with (long text by its
+digest) and the stamp of the write that put it there.  Answers sync like any changeset,
+resolutions first, so a replica that meets a conflict already answered elsewhere reuses
+the answer instead of minting another resolution.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid as uuidlib
 from collections.abc import Iterable, Mapping
@@ -31,9 +32,24 @@ def fingerprint_uuid(fingerprint: str) -> str:
     return str(uuidlib.UUID(bytes=bytes.fromhex(fingerprint)[:16]))
 
 
+# Longer text is recorded by its digest: the stamp already names the winning write, and
+# the answer must stay within one text value whatever the size of the values it names.
+MAX_ANSWER_TEXT = 256
+
+
 def encode_answer(answer: Mapping[str, tuple[Value, Stamp]]) -> str:
-    items = [[name, value, s.hlc, s.origin] for name, (value, s) in sorted(answer.items())]
+    """Canonical JSON of ``[[name, value, hlc, origin], ...]``; a text value over
+    ``MAX_ANSWER_TEXT`` characters is recorded as ``"sha256:<hex of its UTF-8>"``."""
+    items = [
+        [name, _recorded(value), s.hlc, s.origin] for name, (value, s) in sorted(answer.items())
+    ]
     return json.dumps(items, ensure_ascii=False, separators=(",", ":"))
+
+
+def _recorded(value: Value) -> Value:
+    if isinstance(value, str) and len(value) > MAX_ANSWER_TEXT:
+        return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+    return value
 
 
 def decode_answer(text: str) -> Answer:
