@@ -25,11 +25,11 @@ import trio
 from p2p_prophet import __version__
 from p2p_prophet.clock import to_datetime
 from p2p_prophet.errors import ProphetError, RecordNotFound
+from p2p_prophet.gossip import GossipConfig
 from p2p_prophet.model import ChangeSet, Value, check_name, check_value
 from p2p_prophet.net.client import NetworkError, Peer, new_http_client
 from p2p_prophet.net.client import clone as net_clone
-from p2p_prophet.net.server import NodeApp
-from p2p_prophet.net.server import serve as net_serve
+from p2p_prophet.net.node import Node
 from p2p_prophet.net.worker import ReplicaWorker
 from p2p_prophet.progress import transfer_bar
 from p2p_prophet.store import Replica, is_replica
@@ -728,17 +728,58 @@ DEFAULT_PORT = 7420
     "--no-mdns",
     is_flag=True,
     help="Neither advertise nor discover over mDNS (discovery is not built yet: the node "
-    "does neither for now, and peers sync with it by URL).",
+    "does neither for now, and knows only the peers given with --peer).",
+)
+@click.option(
+    "--peer",
+    "peers",
+    multiple=True,
+    metavar="URL",
+    help="A node to gossip with (repeatable), for networks without multicast.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.01),
+    default=GossipConfig.interval,
+    show_default=True,
+    help="Seconds between anti-entropy exchanges with a random peer.",
+)
+@click.option(
+    "--fanout",
+    type=click.IntRange(min=1),
+    default=GossipConfig.fanout,
+    show_default=True,
+    help="Peers told at once about news.",
+)
+@click.option(
+    "-k",
+    "k",
+    type=click.IntRange(min=1),
+    default=GossipConfig.k,
+    show_default=True,
+    help="Lose interest in a rumor with probability 1/k each time it is old news.",
 )
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, no_mdns: bool) -> None:
-    """Run a node: serve this replica over HTTP until Ctrl-C."""
+def serve(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    no_mdns: bool,
+    peers: tuple[str, ...],
+    interval: float,
+    fanout: int,
+    k: int,
+) -> None:
+    """Run a node: serve this replica over HTTP and gossip with peers until Ctrl-C."""
     replica = open_replica(ctx)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
     )
     logging.getLogger("hypercorn.error").setLevel(logging.WARNING)  # we say it ourselves
-    app = NodeApp(ReplicaWorker(replica))
+    for url in peers:
+        if not is_url(url):
+            raise click.BadParameter(f"{url!r} is not an http(s):// URL", param_hint="--peer")
+    node = Node(replica, gossip=GossipConfig(interval=interval, fanout=fanout, k=k), peers=peers)
 
     async def stop_on_signal(nursery: trio.Nursery) -> None:
         # SIGTERM (systemd, kill) stops the node as cleanly as Ctrl-C: in-flight batches
@@ -751,7 +792,7 @@ def serve(ctx: click.Context, host: str, port: int, no_mdns: bool) -> None:
     async def run() -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(stop_on_signal, nursery)
-            urls = await nursery.start(net_serve, app, host, port)
+            urls = await nursery.start(node.run, host, port)
             for url in urls:
                 click.echo(
                     f"serving replica {replica.uuid} of database {replica.db_uuid} at {url}",

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,9 +29,9 @@ def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 class Server:
-    def __init__(self, replica: Path) -> None:
+    def __init__(self, replica: Path, *options: str) -> None:
         self.process = subprocess.Popen(
-            [SCRIPT, "-R", str(replica), "serve", "--host", "127.0.0.1", "--port", "0"],
+            [SCRIPT, "-R", str(replica), "serve", "--host", "127.0.0.1", "--port", "0", *options],
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -155,3 +155,33 @@ def test_a_long_clone_shows_progress_on_a_terminal_only(
     # Not a terminal (a script, CI): only the one-line report.
     quiet = cli("clone", server.url, str(tmp_path / "scripted"))
     assert quiet.stderr.strip().splitlines() == [f"cloned 3001 changesets from {server.url}"]
+
+
+def test_two_served_replicas_keep_each_other_in_sync_by_themselves(
+    alice_node: tuple[Path, Server], tmp_path: Path
+) -> None:
+    alice, alice_server = alice_node
+    bob = tmp_path / "bob"
+    cli("clone", alice_server.url, str(bob))
+    bob_server = Server(bob, "--peer", alice_server.url, "--interval", "0.3")
+    try:
+
+        def holds(replica: Path, summary: str) -> bool:
+            listed = json.loads(cli("-R", str(replica), "list", "ticket", "--json").stdout)
+            return any(r["props"].get("summary") == summary for r in listed)
+
+        def eventually(check: Callable[[], bool], timeout: float = 20.0) -> None:
+            deadline = time.monotonic() + timeout
+            while not check():
+                assert time.monotonic() < deadline, "the nodes did not converge in time"
+                time.sleep(0.1)
+
+        cli("-R", str(bob), "create", "ticket", "summary=told by bob")  # Bob's rumor
+        eventually(lambda: holds(alice, "told by bob"))
+        cli("-R", str(alice), "create", "ticket", "summary=found by bob")  # anti-entropy
+        eventually(lambda: holds(bob, "found by bob"))
+        digests = {cli("-R", str(r), "digest").stdout for r in (alice, bob)}
+        assert len(digests) == 1
+    finally:
+        code, log = bob_server.stop()
+    assert code == 0 and "rumor with" in log

@@ -83,10 +83,12 @@ class NodeApp:
         *,
         limits: Limits = DEFAULT_LIMITS,
         batch_size: int = DEFAULT_BATCH,
+        on_news: Callable[[], None] | None = None,
     ) -> None:
         self.worker = worker
         self.limits = limits
         self.batch_size = batch_size
+        self.on_news = on_news  # called when a push brought changesets we lacked
         self.history: list[ExchangeLog] = []  # the last few requests, newest last
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -229,6 +231,8 @@ class NodeApp:
                         done = await self.worker.run(_integrate, replica, event)
                         (resolutions if event.resolution else changesets).add(done)
                         rec.received += done.integrated
+                        if done.integrated and self.on_news is not None:
+                            self.on_news()
             rec.bytes_in = reader.bytes_received
             reader.close()
         except ProtocolError as exc:

@@ -1,0 +1,132 @@
+"""A node: the server, the gossip loop and a watch on the replica, in one nursery.
+
+This is what ``p2p-prophet serve`` runs.  Peers come from ``--peer`` (and, with
+discovery, from mDNS); the gossip scheduler decides when to sync with which; each
+contact is one :meth:`Peer.sync`.  News -- changesets this node did not have a moment
+ago -- makes the rumor hot: changesets integrated by a sync or a push, and edits made to
+the replica by another process (the CLI), which the watch notices through SQLite's
+``data_version``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterable
+
+import httpx
+import trio
+
+from p2p_prophet.errors import ProphetError
+from p2p_prophet.gossip import GossipConfig, Outcome, Scheduler
+from p2p_prophet.net.client import Peer, new_http_client
+from p2p_prophet.net.gossip import GossipLoop
+from p2p_prophet.net.server import NodeApp, serve
+from p2p_prophet.net.worker import ReplicaWorker
+from p2p_prophet.store import Replica
+from p2p_prophet.sync import exchange
+
+log = logging.getLogger("p2p_prophet.node")
+
+WATCH_INTERVAL = 0.1  # seconds between looks for edits made by other processes
+
+
+def local_digest(replica: Replica) -> bytes:
+    """One digest of both vectors (and head ids): what a node advertises."""
+    hello = exchange.hello(replica)
+    return hello.main_digest + hello.resolutions_digest
+
+
+class Node:
+    """One replica's node.  ``run`` serves, gossips and watches until cancelled."""
+
+    def __init__(
+        self,
+        replica: Replica,
+        *,
+        gossip: GossipConfig | None = None,
+        peers: Iterable[str] = (),
+        seed: int | None = None,
+    ) -> None:
+        self.worker = ReplicaWorker(replica)
+        self.scheduler = Scheduler(gossip or GossipConfig(), random.Random(seed))
+        for url in peers:
+            self.scheduler.peers.add(url.rstrip("/"))
+        self.loop = GossipLoop(self.scheduler, self._exchange)
+        self.app = NodeApp(self.worker, on_news=self._pushed)
+        self._digest_stale = False
+        self.urls: list[str] = []
+        self._http: httpx.AsyncClient | None = None
+        self._clients: dict[str, Peer] = {}
+
+    @property
+    def replica(self) -> Replica:
+        return self.worker.replica
+
+    def add_peer(self, url: str, digest: bytes | None = None) -> None:
+        self.scheduler.peers.add(url.rstrip("/"), digest)
+        self.loop.poke()
+
+    def remove_peer(self, url: str) -> None:
+        self.scheduler.peers.remove(url.rstrip("/"))
+        self._clients.pop(url.rstrip("/"), None)
+
+    async def run(
+        self,
+        host: str,
+        port: int,
+        *,
+        task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        self.scheduler.our_digest = await self.worker.run(local_digest, self.replica)
+        async with new_http_client() as http, trio.open_nursery() as nursery:
+            self._http = http
+            self.urls = await nursery.start(serve, self.app, host, port)
+            await nursery.start(self.loop.run)
+            nursery.start_soon(self._watch)
+            task_status.started(self.urls)
+
+    async def _exchange(self, url: str) -> Outcome:
+        assert self._http is not None
+        client = self._clients.get(url)
+        if client is None:
+            # The scheduler backs off a failing peer: one attempt per contact here.
+            client = self._clients[url] = Peer(url, self.worker, http=self._http, attempts=1)
+        try:
+            result = await client.sync()
+        except ProphetError as exc:
+            log.warning("sync with %s failed: %s", url, exc)
+            return Outcome(ok=False)
+        self.scheduler.our_digest = await self.worker.run(local_digest, self.replica)
+        return Outcome(
+            ok=True,
+            sent=result.pushed.changesets.integrated + result.pushed.resolutions.integrated,
+            received=result.pulled.changesets.integrated + result.pulled.resolutions.integrated,
+        )
+
+    def _pushed(self) -> None:
+        self._digest_stale = True
+        self.loop.news()
+
+    async def _watch(self) -> None:
+        """Notice edits other processes commit to the replica, and tell the loop."""
+        replica = self.replica
+        versions = await self.worker.run(_data_versions, replica)
+        while True:
+            await trio.sleep(WATCH_INTERVAL)
+            now = await self.worker.run(_data_versions, replica)
+            edited = now != versions
+            if edited or self._digest_stale:
+                versions, self._digest_stale = now, False
+                self.scheduler.our_digest = await self.worker.run(local_digest, replica)
+            if edited:
+                self.loop.news()
+
+
+def _data_versions(replica: Replica) -> tuple[int, int]:
+    # data_version changes when *another* connection commits: exactly the edits this
+    # node did not make itself (its own integrations are news through other paths).
+    return (
+        replica.main.conn.execute("PRAGMA data_version").fetchone()[0],
+        replica.resolutions.conn.execute("PRAGMA data_version").fetchone()[0],
+    )
