@@ -775,7 +775,9 @@ def serve(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
     )
-    logging.getLogger("hypercorn.error").setLevel(logging.WARNING)  # we say it ourselves
+    # We log one line per exchange ourselves; theirs would be one per request.
+    logging.getLogger("hypercorn.error").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     for url in peers:
         if not is_url(url):
             raise click.BadParameter(f"{url!r} is not an http(s):// URL", param_hint="--peer")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import trio
+import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -227,3 +228,35 @@ def test_asking_again_is_never_due_at_once(
         open_contacts.extend(scheduler.contacts(now))
         assert len(open_contacts) <= max_concurrent
         assert scheduler.next_wakeup(now) > now
+
+
+async def test_the_first_round_waits_a_random_fraction_of_an_interval(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Whatever the clock reads when the node starts (trio's real clock starts at a large
+    random offset), the first anti-entropy round is not due at once."""
+    autojump_clock.jump(190_000)
+    scheduler = Scheduler(GossipConfig(interval=100), random.Random(3))  # built "at 0"
+    scheduler.peers.add("a")
+    fake = FakePeers({"a": "old"})
+    loop = GossipLoop(scheduler, fake.exchange)
+    started = trio.current_time()
+    with trio.move_on_after(150):
+        await loop.run()
+    first = fake.calls[0][0] - started
+    assert 0 < first <= 100
+
+
+def test_news_while_a_rumor_is_hot_keeps_its_pace() -> None:
+    scheduler = Scheduler(GossipConfig(interval=1000, rumor_interval=0.5), random.Random(1))
+    for i in range(6):
+        scheduler.peers.add(f"p{i}")
+    scheduler.start(0)
+    scheduler.news(0)
+    told = scheduler.contacts(0)
+    assert [c.reason for c in told] == [Reason.RUMOR, Reason.RUMOR]
+    for c in told:
+        scheduler.finished(c, Outcome(ok=True, sent=1), 0.01)
+    scheduler.news(0.02)  # more news (say, the next batch of a push) while hot
+    assert [c for c in scheduler.contacts(0.02) if c.reason is Reason.RUMOR] == []
+    assert len(scheduler.contacts(0.5)) == 2  # at its pace

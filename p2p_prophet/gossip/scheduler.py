@@ -87,17 +87,23 @@ class Scheduler:
 
     def __post_init__(self) -> None:
         self.peers = PeerTable(self.rng, self.config.backoff_base, self.config.backoff_cap)
-        # The first round comes after a random fraction of an interval: nodes started
-        # together do not all knock at once.
-        self.anti_entropy_due = self.now + self.config.interval * self.rng.random()
+        self.start(self.now)
 
     # -- events ------------------------------------------------------------------------------
 
+    def start(self, now: float) -> None:
+        """The driver's clock starts at ``now``: the first anti-entropy round comes a
+        random fraction of an interval later (nodes started together do not all knock
+        at once)."""
+        self.now = now
+        self.anti_entropy_due = now + self.config.interval * self.rng.random()
+
     def news(self, now: float) -> None:
         """We have something others may lack (a local edit, changesets just integrated):
-        make the rumor hot and tell peers at once."""
+        make the rumor hot and tell peers at once (a rumor already hot keeps its pace)."""
+        if not self.rumor_hot:
+            self.rumor_due = now
         self.rumor_hot = True
-        self.rumor_due = now
 
     def finished(self, contact: Contact, outcome: Outcome, now: float) -> None:
         """An exchange ended (well or not)."""

@@ -359,7 +359,8 @@ class Peer:
             reason = _os_reason(exc)
             hint = " (is `p2p-prophet serve` running there?)" if "refused" in reason else ""
             return NetworkError(
-                f"cannot connect to {url}: {reason}{hint}; tried {self.attempts} times"
+                f"cannot connect to {url}: {reason}{hint}; "
+                + ("tried once" if self.attempts == 1 else f"tried {self.attempts} times")
             )
         if isinstance(exc, httpx.TimeoutException):
             return NetworkError(f"{url} did not answer in time ({type(exc).__name__})")

@@ -46,6 +46,7 @@ class GossipLoop:
         self.poke()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self.scheduler.start(trio.current_time())
         async with trio.open_nursery() as nursery:
             task_status.started()
             while True:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sqlite3
 from collections.abc import Iterable
 
 import httpx
@@ -94,10 +95,10 @@ class Node:
             client = self._clients[url] = Peer(url, self.worker, http=self._http, attempts=1)
         try:
             result = await client.sync()
-        except ProphetError as exc:
+            self.scheduler.our_digest = await self.worker.run(local_digest, self.replica)
+        except (ProphetError, sqlite3.Error) as exc:
             log.warning("sync with %s failed: %s", url, exc)
             return Outcome(ok=False)
-        self.scheduler.our_digest = await self.worker.run(local_digest, self.replica)
         return Outcome(
             ok=True,
             sent=result.pushed.changesets.integrated + result.pushed.resolutions.integrated,
@@ -114,11 +115,16 @@ class Node:
         versions = await self.worker.run(_data_versions, replica)
         while True:
             await trio.sleep(WATCH_INTERVAL)
-            now = await self.worker.run(_data_versions, replica)
-            edited = now != versions
-            if edited or self._digest_stale:
-                versions, self._digest_stale = now, False
-                self.scheduler.our_digest = await self.worker.run(local_digest, replica)
+            try:
+                now = await self.worker.run(_data_versions, replica)
+                edited = now != versions
+                if edited or self._digest_stale:
+                    versions, self._digest_stale = now, False
+                    self.scheduler.our_digest = await self.worker.run(local_digest, replica)
+            except (ProphetError, sqlite3.Error) as exc:
+                # A locked or failing disk must not stop the node; look again next tick.
+                log.warning("cannot read the replica: %s", exc)
+                continue
             if edited:
                 self.loop.news()
 
