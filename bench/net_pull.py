@@ -44,7 +44,7 @@ def run_child(*args: str) -> tuple[dict[str, Any], int]:
     return json.loads(out), usage.ru_maxrss
 
 
-LOOPBACK = ("--host", "127.0.0.1", "--port", "0")
+LOOPBACK = ("--host", "127.0.0.1", "--port", "0", "--no-mdns")
 
 
 class Node:

@@ -727,8 +727,19 @@ DEFAULT_PORT = 7420
 @click.option(
     "--no-mdns",
     is_flag=True,
-    help="Neither advertise nor discover over mDNS (discovery is not built yet: the node "
-    "does neither for now, and knows only the peers given with --peer).",
+    help="Neither advertise nor discover over mDNS: know only the peers given with --peer.",
+)
+@click.option(
+    "--name",
+    metavar="NAME",
+    help="The name this node advertises over mDNS (default: the host name).",
+)
+@click.option(
+    "--mdns-interface",
+    "mdns_interfaces",
+    multiple=True,
+    metavar="ADDRESS",
+    help="Run mDNS only on the interface with this address (repeatable; default: all).",
 )
 @click.option(
     "--peer",
@@ -765,6 +776,8 @@ def serve(
     host: str,
     port: int,
     no_mdns: bool,
+    name: str | None,
+    mdns_interfaces: tuple[str, ...],
     peers: tuple[str, ...],
     interval: float,
     fanout: int,
@@ -781,7 +794,14 @@ def serve(
     for url in peers:
         if not is_url(url):
             raise click.BadParameter(f"{url!r} is not an http(s):// URL", param_hint="--peer")
-    node = Node(replica, gossip=GossipConfig(interval=interval, fanout=fanout, k=k), peers=peers)
+    node = Node(
+        replica,
+        gossip=GossipConfig(interval=interval, fanout=fanout, k=k),
+        peers=peers,
+        mdns=not no_mdns,
+        mdns_interfaces=mdns_interfaces or None,
+        name=name,
+    )
 
     async def stop_on_signal(nursery: trio.Nursery) -> None:
         # SIGTERM (systemd, kill) stops the node as cleanly as Ctrl-C: in-flight batches

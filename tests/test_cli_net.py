@@ -28,10 +28,15 @@ def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return result
 
 
+# Outside a network namespace of our own, mDNS stays off: it must never go out on the
+# machine's real interfaces (tests/test_mdns.py runs it inside namespaces).
+LOOPBACK_ONLY = ("--host", "127.0.0.1", "--port", "0", "--no-mdns")
+
+
 class Server:
     def __init__(self, replica: Path, *options: str) -> None:
         self.process = subprocess.Popen(
-            [SCRIPT, "-R", str(replica), "serve", "--host", "127.0.0.1", "--port", "0", *options],
+            [SCRIPT, "-R", str(replica), "serve", *LOOPBACK_ONLY, *options],
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -110,7 +115,17 @@ def test_network_failures_are_one_line_each(
     forced = cli("-R", str(stranger), "push", "--force", server.url, check=False)
     assert forced.returncode == 1 and "no --force over the network" in forced.stderr
     port = server.url.rsplit(":", 1)[1]
-    taken = cli("-R", str(stranger), "serve", "--host", "127.0.0.1", "--port", port, check=False)
+    taken = cli(
+        "-R",
+        str(stranger),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        port,
+        "--no-mdns",
+        check=False,
+    )
     assert taken.returncode == 1 and "address already in use" in taken.stderr
     assert server.stop()[0] == 0
     gone = cli("-R", str(stranger), "pull", server.url, check=False)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import httpx
 import trio
@@ -22,6 +23,7 @@ from p2p_prophet.errors import ProphetError
 from p2p_prophet.gossip import GossipConfig, Outcome, Scheduler
 from p2p_prophet.net.client import Peer, new_http_client
 from p2p_prophet.net.gossip import GossipLoop
+from p2p_prophet.net.mdns import Advert, Discovery, Found, Gone, advertised_addresses
 from p2p_prophet.net.server import NodeApp, serve
 from p2p_prophet.net.worker import ReplicaWorker
 from p2p_prophet.store import Replica
@@ -48,7 +50,16 @@ class Node:
         gossip: GossipConfig | None = None,
         peers: Iterable[str] = (),
         seed: int | None = None,
+        mdns: bool = False,
+        mdns_interfaces: Sequence[str] | None = None,
+        name: str | None = None,
     ) -> None:
+        self.mdns = mdns
+        self.mdns_interfaces = mdns_interfaces
+        self.name = name or socket.gethostname()
+        self.discovery: Discovery | None = None
+        self._digest_changed = trio.Event()
+        self._discovered: dict[str, str] = {}  # mDNS instance -> URL
         self.worker = ReplicaWorker(replica)
         self.scheduler = Scheduler(gossip or GossipConfig(), random.Random(seed))
         for url in peers:
@@ -72,6 +83,50 @@ class Node:
         self.scheduler.peers.remove(url.rstrip("/"))
         self._clients.pop(url.rstrip("/"), None)
 
+    def _set_digest(self, digest: bytes) -> None:
+        if digest != self.scheduler.our_digest:
+            self.scheduler.our_digest = digest
+            self._digest_changed.set()
+
+    def _found(self, found: Found) -> None:
+        if self._discovered.get(found.instance) != found.url:
+            log.info("discovered %s (replica %s)", found.url, found.replica_uuid)
+        self._discovered[found.instance] = found.url
+        self.add_peer(found.url, found.digest)
+
+    def _gone(self, gone: Gone) -> None:
+        url = self._discovered.pop(gone.instance, None)
+        if url is not None:
+            log.info("%s left", url)
+            self.remove_peer(url)
+
+    async def _advertise(self, host: str, port: int, nursery: trio.Nursery) -> None:
+        advert = Advert(
+            name=self.name,
+            db_uuid=self.replica.db_uuid,
+            replica_uuid=self.replica.uuid,
+            port=port,
+            addresses=advertised_addresses(host),
+            digest=self.scheduler.our_digest or b"",
+        )
+        discovery = Discovery(advert, self._found, self._gone, interfaces=self.mdns_interfaces)
+        await nursery.start(discovery.run)
+        self.discovery = discovery
+        log.info(
+            "advertising %r over mDNS (%s), looking for the nodes of database %s",
+            advert.name,
+            ", ".join(self.mdns_interfaces or ["every interface"]),
+            advert.db_uuid,
+        )
+        nursery.start_soon(self._keep_digest_advertised, discovery)
+
+    async def _keep_digest_advertised(self, discovery: Discovery) -> None:
+        while True:
+            await self._digest_changed.wait()
+            self._digest_changed = trio.Event()
+            if self.scheduler.our_digest is not None:
+                await discovery.update_digest(self.scheduler.our_digest)
+
     async def run(
         self,
         host: str,
@@ -83,6 +138,9 @@ class Node:
         async with new_http_client() as http, trio.open_nursery() as nursery:
             self._http = http
             self.urls = await nursery.start(serve, self.app, host, port)
+            if self.mdns:
+                bound_port = int(self.urls[0].rsplit(":", 1)[1])
+                await self._advertise(host, bound_port, nursery)
             await nursery.start(self.loop.run)
             nursery.start_soon(self._watch)
             task_status.started(self.urls)
@@ -95,7 +153,7 @@ class Node:
             client = self._clients[url] = Peer(url, self.worker, http=self._http, attempts=1)
         try:
             result = await client.sync()
-            self.scheduler.our_digest = await self.worker.run(local_digest, self.replica)
+            self._set_digest(await self.worker.run(local_digest, self.replica))
         except (ProphetError, sqlite3.Error) as exc:
             log.warning("sync with %s failed: %s", url, exc)
             return Outcome(ok=False)
@@ -120,7 +178,7 @@ class Node:
                 edited = now != versions
                 if edited or self._digest_stale:
                     versions, self._digest_stale = now, False
-                    self.scheduler.our_digest = await self.worker.run(local_digest, replica)
+                    self._set_digest(await self.worker.run(local_digest, replica))
             except (ProphetError, sqlite3.Error) as exc:
                 # A locked or failing disk must not stop the node; look again next tick.
                 log.warning("cannot read the replica: %s", exc)

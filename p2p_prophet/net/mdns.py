@@ -1,0 +1,232 @@
+"""mDNS/DNS-SD: advertise this node and discover the nodes of the same database.
+
+The service type is Prophet's, ``_prophet._tcp.local.``; the instance name is
+``<name> (<db_uuid>)``; the TXT record (under 200 bytes) holds::
+
+    v  protocol version          r  replica uuid
+    d  database uuid             h  digest of the vectors and head ids (hex)
+
+so that a peer can tell without connecting whether it is behind.  The TXT record is
+updated when the digest changes (at most once a second: mDNS is a shared medium).
+
+python-zeroconf runs its own thread.  Its callbacks only hand events into trio through a
+memory channel; resolving a service (a blocking call) runs on a trio worker thread.
+Nothing here ever blocks the trio loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+from zeroconf import IPVersion, ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
+
+from p2p_prophet.wire import PROTOCOL_VERSION, SUPPORTED_VERSIONS
+
+log = logging.getLogger("p2p_prophet.mdns")
+
+SERVICE_TYPE = "_prophet._tcp.local."
+MAX_LABEL = 63  # DNS label limit for the instance name
+TXT_UPDATE_MIN_INTERVAL = 1.0
+RESOLVE_TIMEOUT_MS = 3000
+
+
+@dataclass(frozen=True)
+class Advert:
+    """What a node advertises."""
+
+    name: str
+    db_uuid: str
+    replica_uuid: str
+    port: int
+    addresses: Sequence[str]
+    digest: bytes
+
+    @property
+    def instance(self) -> str:
+        suffix = f" ({self.db_uuid})"
+        name = self.name.encode()[: MAX_LABEL - len(suffix)].decode(errors="ignore")
+        return f"{name}{suffix}.{SERVICE_TYPE}"
+
+    def txt(self) -> dict[str, str]:
+        return {
+            "v": str(PROTOCOL_VERSION),
+            "r": self.replica_uuid,
+            "d": self.db_uuid,
+            "h": self.digest.hex(),
+        }
+
+    def service_info(self, instance: str | None = None) -> ServiceInfo:
+        return ServiceInfo(
+            SERVICE_TYPE,
+            instance or self.instance,
+            port=self.port,
+            properties=self.txt(),
+            parsed_addresses=list(self.addresses),
+            # A host name of our own, so that several nodes on one machine do not fight
+            # over the machine's name.
+            server=f"p2p-prophet-{self.replica_uuid[:8]}.local.",
+        )
+
+
+@dataclass(frozen=True)
+class Found:
+    """A node of our database appeared or changed its digest."""
+
+    instance: str
+    url: str
+    replica_uuid: str
+    digest: bytes | None
+
+
+@dataclass(frozen=True)
+class Gone:
+    """A node said goodbye or its records expired."""
+
+    instance: str
+
+
+def parse(info: ServiceInfo, db_uuid: str, own_replica: str) -> Found | None:
+    """A :class:`Found` for a service of our database that is not us, else None."""
+    props = {
+        k.decode(errors="replace"): (v or b"").decode(errors="replace")
+        for k, v in (info.properties or {}).items()
+    }
+    try:
+        version = int(props.get("v", ""))
+    except ValueError:
+        return None
+    if version not in SUPPORTED_VERSIONS or props.get("d") != db_uuid:
+        return None
+    replica = props.get("r", "")
+    if not replica or replica == own_replica:
+        return None
+    addresses = info.parsed_addresses(IPVersion.V4Only) or info.parsed_addresses()
+    if not addresses or not info.port:
+        return None
+    host = addresses[0]
+    url = f"http://[{host}]:{info.port}" if ":" in host else f"http://{host}:{info.port}"
+    try:
+        digest: bytes | None = bytes.fromhex(props.get("h", ""))
+    except ValueError:
+        digest = None
+    return Found(info.name, url, replica, digest or None)
+
+
+class Discovery:
+    """Advertises ``advert`` and reports the nodes of its database until cancelled.
+
+    ``on_found`` / ``on_gone`` are called on the trio loop.  ``interfaces``: the
+    addresses to run mDNS on (default: every interface).
+    """
+
+    def __init__(
+        self,
+        advert: Advert,
+        on_found: Callable[[Found], None],
+        on_gone: Callable[[Gone], None],
+        *,
+        interfaces: Sequence[str] | None = None,
+    ) -> None:
+        self.advert = advert
+        self.on_found = on_found
+        self.on_gone = on_gone
+        self.interfaces = interfaces
+        self._zc: Zeroconf | None = None
+        self._info: ServiceInfo | None = None
+        self._digest_sent = advert.digest
+        self._last_update = -math.inf
+        self.known: dict[str, Found] = {}
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        send, receive = trio.open_memory_channel[tuple[str, str, ServiceStateChange]](256)
+        token = trio.lowlevel.current_trio_token()
+
+        def deliver(event: tuple[str, str, ServiceStateChange]) -> None:
+            # A burst beyond the channel, or shutting down: the next query repeats it.
+            with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
+                send.send_nowait(event)
+
+        def handler(
+            zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
+        ) -> None:
+            # On zeroconf's thread: hand over to the trio loop, never block, never raise.
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(deliver, (service_type, name, state_change))
+
+        interfaces: Any = list(self.interfaces) if self.interfaces else None
+        zc = await trio.to_thread.run_sync(
+            lambda: Zeroconf(interfaces=interfaces) if interfaces else Zeroconf()
+        )
+        self._zc = zc
+        try:
+            info = self.advert.service_info()
+            # Two nodes of one database on one host (tests, a second replica) would share
+            # a name: zeroconf then picks the next free one (and sets info.name to it).
+            await trio.to_thread.run_sync(lambda: zc.register_service(info, allow_name_change=True))
+            self._info = info
+            browser = ServiceBrowser(zc, SERVICE_TYPE, handlers=[handler])
+            task_status.started()
+            try:
+                async for service_type, name, change in receive:
+                    await self._handle(zc, service_type, name, change)
+            finally:
+                browser.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                # The goodbye: peers drop us at once instead of waiting for expiry.
+                await trio.to_thread.run_sync(self._close, zc)
+
+    def _close(self, zc: Zeroconf) -> None:
+        if self._info is not None:
+            zc.unregister_service(self._info)
+        zc.close()
+
+    async def _handle(
+        self, zc: Zeroconf, service_type: str, name: str, change: ServiceStateChange
+    ) -> None:
+        if change is ServiceStateChange.Removed:
+            if self.known.pop(name, None) is not None:
+                self.on_gone(Gone(name))
+            return
+        info = await trio.to_thread.run_sync(
+            zc.get_service_info, service_type, name, RESOLVE_TIMEOUT_MS
+        )
+        if info is None:
+            return
+        found = parse(info, self.advert.db_uuid, self.advert.replica_uuid)
+        if found is None:
+            return
+        self.known[name] = found
+        self.on_found(found)
+
+    async def update_digest(self, digest: bytes) -> None:
+        """Advertise a new digest (rate-limited; the latest one wins)."""
+        if digest == self._digest_sent or self._zc is None or self._info is None:
+            return
+        wait = self._last_update + TXT_UPDATE_MIN_INTERVAL - trio.current_time()
+        if wait > 0:
+            await trio.sleep(wait)
+        self._last_update = trio.current_time()
+        self.advert = Advert(**{**self.advert.__dict__, "digest": digest})
+        self._info = self.advert.service_info(self._info.name)
+        self._digest_sent = digest
+        await trio.to_thread.run_sync(self._zc.update_service, self._info)
+
+
+def advertised_addresses(host: str) -> list[str]:
+    """The addresses to advertise for a server bound to ``host``."""
+    if host in ("0.0.0.0", "", "::"):
+        from zeroconf import get_all_addresses  # type: ignore[attr-defined]
+
+        return [a for a in get_all_addresses() if not a.startswith("127.")] or ["127.0.0.1"]
+    return [socket.gethostbyname(host)]
+
+
+__all__ = ["SERVICE_TYPE", "Advert", "Discovery", "Found", "Gone", "advertised_addresses", "parse"]
