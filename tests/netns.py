@@ -38,14 +38,18 @@ def unavailable() -> str | None:
 class Namespace:
     """``ip netns add`` with loopback up and multicast on; :meth:`delete` removes it."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, multicast_on_lo: bool = True) -> None:
         self.name = f"p2p-test-{os.getpid()}-{next(_counter)}"
-        for args in (
+        steps: list[tuple[str, ...]] = [
             ("netns", "add", self.name),
             ("-n", self.name, "link", "set", "lo", "up"),
-            ("-n", self.name, "link", "set", "lo", "multicast", "on"),
-            ("-n", self.name, "route", "add", "224.0.0.0/4", "dev", "lo"),
-        ):
+        ]
+        if multicast_on_lo:
+            steps += [
+                ("-n", self.name, "link", "set", "lo", "multicast", "on"),
+                ("-n", self.name, "route", "add", "224.0.0.0/4", "dev", "lo"),
+            ]
+        for args in steps:
             done = _ip(*args)
             if done.returncode != 0:
                 self.delete()
@@ -102,3 +106,50 @@ class NodeProcess:
                 self.process.wait()
         self._reader.join(5)
         return self.process.returncode
+
+
+class Lan:
+    """Hosts on a LAN of their own: one namespace per host, each joined by a veth pair to
+    a bridge that lives in a namespace of its own, hosts numbered 198.18.0.1, .2, ...
+    (the benchmarking range, RFC 2544).  Multicast crosses the bridge, so mDNS works
+    between hosts exactly as on a real LAN, and reaches nothing else."""
+
+    def __init__(self, hosts: int) -> None:
+        tag = f"{os.getpid() % 10000}{next(_counter)}"
+        self.bridge = Namespace(multicast_on_lo=False)
+        self.hosts: list[Namespace] = []
+        self.addresses: list[str] = []
+        try:
+            b = self.bridge.name
+            self._run("-n", b, "link", "add", "br0", "type", "bridge")
+            self._run("-n", b, "link", "set", "br0", "type", "bridge", "mcast_snooping", "0")
+            self._run("-n", b, "link", "set", "br0", "up")
+            for i in range(hosts):
+                host = Namespace(multicast_on_lo=False)
+                self.hosts.append(host)
+                outside, inside = f"v{tag}h{i}", f"v{tag}p{i}"
+                address = f"198.18.0.{i + 1}"
+                self._run("link", "add", outside, "type", "veth", "peer", "name", inside)
+                self._run("link", "set", outside, "netns", b)
+                self._run("link", "set", inside, "netns", host.name)
+                self._run("-n", b, "link", "set", outside, "master", "br0")
+                self._run("-n", b, "link", "set", outside, "up")
+                self._run("-n", host.name, "link", "set", inside, "name", "eth0")
+                self._run("-n", host.name, "addr", "add", f"{address}/24", "dev", "eth0")
+                self._run("-n", host.name, "link", "set", "eth0", "up", "multicast", "on")
+                self._run("-n", host.name, "route", "add", "224.0.0.0/4", "dev", "eth0")
+                self.addresses.append(address)
+        except BaseException:
+            self.delete()
+            raise
+
+    @staticmethod
+    def _run(*args: str) -> None:
+        done = _ip(*args)
+        if done.returncode != 0:
+            raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip()}")
+
+    def delete(self) -> None:
+        for host in self.hosts:
+            host.delete()  # takes its end of the veth pair, and so the pair, with it
+        self.bridge.delete()

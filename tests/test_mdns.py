@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from netns import Namespace, NodeProcess, unavailable
+from netns import Lan, Namespace, NodeProcess, unavailable
 
 from p2p_prophet.store import Replica
 from p2p_prophet.sync import clone
@@ -80,3 +80,55 @@ def test_three_nodes_find_each_other_and_converge_and_ignore_another_database(
         assert other.url not in node.log  # never discovered, never contacted
     assert "exchange with" not in other.log and "push with" not in other.log
     assert "discovered" not in other.log  # nor did it take them for its own
+
+
+@pytest.fixture
+def lan() -> Iterator[Lan]:
+    network = Lan(3)
+    yield network
+    network.delete()
+
+
+def on(lan: Lan, i: int) -> tuple[str, ...]:
+    address = lan.addresses[i]
+    return ("--host", address, "--port", "7420", "--mdns-interface", address, *FAST)
+
+
+def test_hosts_on_a_lan_discover_each_other_join_late_leave_and_come_back(
+    lan: Lan, nodes: list[NodeProcess], tmp_path: Path
+) -> None:
+    paths = [tmp_path / f"laptop{i}" for i in range(3)]
+    with Replica.init(paths[0]) as first:
+        first.create("ticket", {"summary": "seed"})
+        for path in paths[1:]:
+            clone(first, path)[0].close()
+
+    def start(i: int) -> NodeProcess:
+        node = NodeProcess(lan.hosts[i], paths[i], *on(lan, i), "--name", f"laptop{i}")
+        nodes.append(node)
+        return node
+
+    def edit(i: int, summary: str) -> str:
+        with Replica.open(paths[i]) as cli:
+            return cli.create("ticket", {"summary": summary})
+
+    def everyone_holds(uuid: str, among: range) -> None:
+        eventually(lambda: all(holds(paths[i], uuid) for i in among))
+
+    a, b = start(0), start(1)
+    a.wait_for("discovered http://198.18.0.2:7420")
+    everyone_holds(edit(0, "on the LAN"), range(2))
+
+    late = start(2)  # a laptop opens its lid
+    late.wait_for("discovered", count=2)
+    everyone_holds(edit(2, "from the late one"), range(3))
+
+    assert b.stop() == 0  # one leaves: its goodbye reaches the others at once
+    a.wait_for("http://198.18.0.2:7420 left")
+    while_away = edit(0, "while laptop1 was away")
+    everyone_holds(while_away, range(0, 3, 2))
+
+    nodes.remove(b)
+    start(1)  # ...and comes back, and catches up
+    everyone_holds(while_away, range(3))
+    eventually(lambda: len({digest(p) for p in paths}) == 1)
