@@ -213,7 +213,7 @@ def test_asking_again_is_never_due_at_once(
     config = GossipConfig(interval=1, fanout=fanout, max_concurrent=max_concurrent)
     scheduler = Scheduler(config, random.Random(seed))
     for i in range(n_peers):
-        scheduler.peers.add(f"p{i}", OURS if i % 3 == 0 else None)
+        scheduler.add_peer(f"p{i}", OURS if i % 3 == 0 else None)
     scheduler.our_digest = OURS
     now = 0.0
     open_contacts: list[Contact] = []
@@ -260,3 +260,15 @@ def test_news_while_a_rumor_is_hot_keeps_its_pace() -> None:
     scheduler.news(0.02)  # more news (say, the next batch of a push) while hot
     assert [c for c in scheduler.contacts(0.02) if c.reason is Reason.RUMOR] == []
     assert len(scheduler.contacts(0.5)) == 2  # at its pace
+
+
+def test_a_new_peer_is_met_at_once_not_at_the_next_round() -> None:
+    scheduler = Scheduler(GossipConfig(interval=1000), random.Random(1))
+    scheduler.start(0)
+    scheduler.add_peer("a")
+    scheduler.add_peer("b", OURS)  # advertises what we hold: nothing to meet it for
+    scheduler.our_digest = OURS
+    assert scheduler.next_wakeup(0) < 0.01
+    assert scheduler.contacts(0.001) == [Contact("a", Reason.ANTI_ENTROPY)]
+    scheduler.add_peer("a")  # seen again (a TXT update): not new
+    assert scheduler.contacts(0.002) == []

@@ -42,6 +42,16 @@ async def test_an_edit_on_one_node_reaches_the_others_by_itself(
             if other != name:
                 node.add_peer(url)
 
+    # Each node meets its peers at once (not at its first round): wait for that.
+    def all_met() -> bool:
+        return all(
+            p.last_exchange is not None
+            for node in nodes.values()
+            for p in node.scheduler.peers.peers.values()
+        )
+
+    await eventually(all_met, timeout=5)
+
     # Another process edits Alice's replica (the CLI does exactly this).
     with Replica.open(alice.path) as cli:
         uuid = cli.create("ticket", {"summary": "written by the CLI"})

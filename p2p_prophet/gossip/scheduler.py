@@ -84,6 +84,7 @@ class Scheduler:
     rumor_due: float = 0.0
     anti_entropy_due: float = field(init=False)
     rounds: int = 0  # anti-entropy rounds started
+    welcome: list[str] = field(default_factory=list)  # new peers, to meet at once
 
     def __post_init__(self) -> None:
         self.peers = PeerTable(self.rng, self.config.backoff_base, self.config.backoff_cap)
@@ -97,6 +98,14 @@ class Scheduler:
         at once)."""
         self.now = now
         self.anti_entropy_due = now + self.config.interval * self.rng.random()
+
+    def add_peer(self, peer_id: str, digest: bytes | None = None) -> None:
+        """A peer appeared (given, or discovered).  A new one is met at once, not at the
+        next anti-entropy round: a node that just started, or just found a peer, should
+        not wait an interval to catch up."""
+        if peer_id not in self.peers:
+            self.welcome.append(peer_id)
+        self.peers.add(peer_id, digest)
 
     def news(self, now: float) -> None:
         """We have something others may lack (a local edit, changesets just integrated):
@@ -144,6 +153,15 @@ class Scheduler:
                     chosen.append(self._start(peer, Reason.RUMOR))
                 self.rumor_due = now + config.rumor_interval
                 slots -= len(chosen)
+        if self.welcome and slots > 0:
+            ready = {p.id: p for p in self.peers.eligible(now, self.our_digest)}
+            for peer_id in list(self.welcome):
+                if slots == 0:
+                    break
+                self.welcome.remove(peer_id)
+                if peer_id in ready:  # else gone, busy, or holding what we hold
+                    chosen.append(self._start(ready[peer_id], Reason.ANTI_ENTROPY))
+                    slots -= 1
         if now >= self.anti_entropy_due:
             self.anti_entropy_due = now + config.interval * (
                 1 + config.jitter * (2 * self.rng.random() - 1)
@@ -157,6 +175,8 @@ class Scheduler:
     def next_wakeup(self, now: float) -> float:
         """When :meth:`contacts` may next have something to say (without new events)."""
         times = [self.anti_entropy_due]
+        if self.welcome and self._free_slots() > 0:
+            times.append(now + 1e-3)  # soon, not "now": the driver may not spin
         if self.rumor_hot and self._free_slots() > 0:
             # With every slot taken the rumor waits for an exchange to end (the caller
             # asks again then), not for its deadline: that would be a busy loop.

@@ -63,7 +63,7 @@ class Node:
         self.worker = ReplicaWorker(replica)
         self.scheduler = Scheduler(gossip or GossipConfig(), random.Random(seed))
         for url in peers:
-            self.scheduler.peers.add(url.rstrip("/"))
+            self.scheduler.add_peer(url.rstrip("/"))
         self.loop = GossipLoop(self.scheduler, self._exchange)
         self.app = NodeApp(self.worker, on_news=self._pushed)
         self._digest_stale = False
@@ -76,7 +76,7 @@ class Node:
         return self.worker.replica
 
     def add_peer(self, url: str, digest: bytes | None = None) -> None:
-        self.scheduler.peers.add(url.rstrip("/"), digest)
+        self.scheduler.add_peer(url.rstrip("/"), digest)
         self.loop.poke()
 
     def remove_peer(self, url: str) -> None:
