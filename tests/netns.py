@@ -153,3 +153,97 @@ class Lan:
         for host in self.hosts:
             host.delete()  # takes its end of the veth pair, and so the pair, with it
         self.bridge.delete()
+
+
+class Avahi:
+    """A real avahi-daemon on one host of a :class:`Lan`, with a private D-Bus system bus
+    of its own (avahi-browse and avahi-publish talk to the daemon over D-Bus)."""
+
+    def __init__(self, host: Namespace, workdir: Path) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        bus = workdir / "bus"
+        system_conf = Path("/usr/share/dbus-1/system.conf").read_text()
+        (workdir / "bus.conf").write_text(
+            system_conf.replace("<user>messagebus</user>", "")
+            .replace("<pidfile>/run/dbus/pid</pidfile>", "")
+            .replace("unix:path=/run/dbus/system_bus_socket", f"unix:path={bus}")
+            .replace(
+                "<includedir>system.d</includedir>",
+                "<includedir>/usr/share/dbus-1/system.d</includedir>",
+            )
+        )
+        (workdir / "avahi.conf").write_text(
+            "[server]\nuse-ipv4=yes\nuse-ipv6=no\nallow-interfaces=eth0\nenable-dbus=yes\n"
+            "[wide-area]\nenable-wide-area=no\n"
+            "[publish]\npublish-hinfo=no\npublish-workstation=no\n"
+        )
+        self.host = host
+        self.env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={bus}"}
+        self.bus = subprocess.Popen(
+            ["dbus-daemon", f"--config-file={workdir / 'bus.conf'}", "--nofork"],
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not bus.exists():
+            if time.monotonic() > deadline:
+                self.bus.kill()
+                raise RuntimeError("the private D-Bus did not start")
+            time.sleep(0.05)
+        self.daemon = subprocess.Popen(
+            host.command(
+                "avahi-daemon",
+                "--no-drop-root",
+                "--no-chroot",
+                "--no-rlimits",
+                "-f",
+                str(workdir / "avahi.conf"),
+            ),
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        deadline = time.monotonic() + 15
+        while not any("Server startup complete" in line for line in list(self.lines)):
+            if time.monotonic() > deadline or self.daemon.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"avahi-daemon did not start: {''.join(self.lines)}")
+            time.sleep(0.05)
+
+    def _read(self) -> None:
+        assert self.daemon.stdout is not None
+        for line in self.daemon.stdout:
+            self.lines.append(line)
+
+    def run(self, *args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+        """An avahi client command on the daemon's host."""
+        return subprocess.run(
+            self.host.command(*args),
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.host.command(*args),
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def stop(self) -> None:
+        for process in (self.daemon, self.bus):
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()

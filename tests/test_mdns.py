@@ -3,12 +3,13 @@ namespaces of our own (loopback with multicast), never on the machine's interfac
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from netns import Lan, Namespace, NodeProcess, unavailable
+from netns import Avahi, Lan, Namespace, NodeProcess, unavailable
 
 from p2p_prophet.store import Replica
 from p2p_prophet.sync import clone
@@ -132,3 +133,65 @@ def test_hosts_on_a_lan_discover_each_other_join_late_leave_and_come_back(
     start(1)  # ...and comes back, and catches up
     everyone_holds(while_away, range(3))
     eventually(lambda: len({digest(p) for p in paths}) == 1)
+
+
+AVAHI_MISSING = next(
+    (
+        f"{tool} is not installed"
+        for tool in ("avahi-daemon", "avahi-browse", "dbus-daemon")
+        if shutil.which(tool) is None
+    ),
+    None,
+)
+
+
+@pytest.fixture
+def avahi(lan: Lan, tmp_path: Path) -> Iterator[Avahi]:
+    if AVAHI_MISSING:
+        pytest.skip(f"avahi cannot run here: {AVAHI_MISSING}")
+    daemon = Avahi(lan.hosts[0], tmp_path / "avahi")
+    yield daemon
+    daemon.stop()
+
+
+def test_a_real_mdns_stack_sees_our_node_and_we_see_its_services(
+    lan: Lan, avahi: Avahi, nodes: list[NodeProcess], tmp_path: Path
+) -> None:
+    with Replica.init(tmp_path / "laptop1") as replica:
+        db_uuid, replica_uuid = replica.db_uuid, replica.uuid
+    node = NodeProcess(lan.hosts[1], tmp_path / "laptop1", *on(lan, 1), "--name", "laptop1")
+    nodes.append(node)
+
+    # avahi-browse lists our node, resolved, with its TXT record.
+    def listed() -> str:
+        out = avahi.run("avahi-browse", "-rpt", "_prophet._tcp").stdout
+        return next((line for line in out.splitlines() if line.startswith("=")), "")
+
+    eventually(lambda: bool(listed()))
+    fields = listed().split(";")
+    assert fields[3].startswith("laptop1") and db_uuid in fields[3]
+    assert fields[7:9] == ["198.18.0.2", "7420"]
+    txt = fields[9]
+    for entry in ("v=1", f"r={replica_uuid}", f"d={db_uuid}"):
+        assert f'"{entry}"' in txt
+    assert len(txt.encode()) < 200
+
+    # A service published by avahi, of our database, is discovered by our browser...
+    published = avahi.popen(
+        "avahi-publish",
+        "-s",
+        f"avahi ({db_uuid})",
+        "_prophet._tcp",
+        "7777",
+        "v=1",
+        "r=00000000-0000-4000-8000-0000000000aa",
+        f"d={db_uuid}",
+        "h=00",
+    )
+    try:
+        node.wait_for("discovered http://198.18.0.1:7777")
+    finally:
+        published.terminate()
+        published.wait(timeout=10)
+    # ...and dropped when it says goodbye.
+    node.wait_for("http://198.18.0.1:7777 left")
