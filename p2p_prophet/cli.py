@@ -24,12 +24,13 @@ import trio
 
 from p2p_prophet import __version__
 from p2p_prophet.clock import to_datetime
+from p2p_prophet.config import DEFAULT_PORT, override
+from p2p_prophet.config import load as load_config
 from p2p_prophet.errors import ProphetError, RecordNotFound
-from p2p_prophet.gossip import GossipConfig
 from p2p_prophet.model import ChangeSet, Value, check_name, check_value
 from p2p_prophet.net.client import NetworkError, Peer, new_http_client
 from p2p_prophet.net.client import clone as net_clone
-from p2p_prophet.net.node import Node
+from p2p_prophet.net.node import Node, read_status
 from p2p_prophet.net.worker import ReplicaWorker
 from p2p_prophet.progress import transfer_bar
 from p2p_prophet.store import Replica, is_replica
@@ -712,95 +713,109 @@ async def _clone_from_node(url: str, path: Path, as_json: bool) -> tuple[Replica
                 ) from None
 
 
-DEFAULT_PORT = 7420
-
-
 @cli.command()
 @replica_option
 @click.option(
     "--host",
-    default="0.0.0.0",
-    show_default=True,
-    help="Address to listen on (0.0.0.0: every interface, so that the LAN can reach it).",
+    help="Address to listen on [config: node.host; default 0.0.0.0, every interface, so "
+    "that the LAN can reach it].",
 )
-@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), help=f"[config: node.port; default {DEFAULT_PORT}]"
+)
 @click.option(
     "--no-mdns",
     is_flag=True,
-    help="Neither advertise nor discover over mDNS: know only the peers given with --peer.",
+    default=None,
+    help="Neither advertise nor discover over mDNS: know only the peers given with --peer "
+    "[config: node.mdns = false].",
 )
 @click.option(
     "--name",
     metavar="NAME",
-    help="The name this node advertises over mDNS (default: the host name).",
+    help="The name this node advertises over mDNS [config: node.name; default: host name].",
 )
 @click.option(
     "--mdns-interface",
     "mdns_interfaces",
     multiple=True,
     metavar="ADDRESS",
-    help="Run mDNS only on the interface with this address (repeatable; default: all).",
+    help="Run mDNS only on the interface with this address (repeatable) "
+    "[config: node.mdns_interfaces; default: all].",
 )
 @click.option(
     "--peer",
     "peers",
     multiple=True,
     metavar="URL",
-    help="A node to gossip with (repeatable), for networks without multicast.",
+    help="A node to gossip with (repeatable), for networks without multicast; added to "
+    "node.peers of the config.",
 )
 @click.option(
     "--interval",
     type=click.FloatRange(min=0.01),
-    default=GossipConfig.interval,
-    show_default=True,
-    help="Seconds between anti-entropy exchanges with a random peer.",
+    help="Seconds between anti-entropy exchanges [config: gossip.interval; default 5].",
 )
 @click.option(
     "--fanout",
     type=click.IntRange(min=1),
-    default=GossipConfig.fanout,
-    show_default=True,
-    help="Peers told at once about news.",
+    help="Peers told at once about news [config: gossip.fanout; default 2].",
 )
 @click.option(
     "-k",
     "k",
     type=click.IntRange(min=1),
-    default=GossipConfig.k,
-    show_default=True,
-    help="Lose interest in a rumor with probability 1/k each time it is old news.",
+    help="Lose interest in a rumor with probability 1/k each time it is old news "
+    "[config: gossip.k; default 2].",
 )
 @click.pass_context
 def serve(
     ctx: click.Context,
-    host: str,
-    port: int,
-    no_mdns: bool,
+    host: str | None,
+    port: int | None,
+    no_mdns: bool | None,
     name: str | None,
     mdns_interfaces: tuple[str, ...],
     peers: tuple[str, ...],
-    interval: float,
-    fanout: int,
-    k: int,
+    interval: float | None,
+    fanout: int | None,
+    k: int | None,
 ) -> None:
-    """Run a node: serve this replica over HTTP and gossip with peers until Ctrl-C."""
+    """Run a node: serve this replica, find the nodes of its database on the LAN (mDNS),
+    and gossip with them until Ctrl-C.  Settings come from config.toml in the replica
+    directory, then from these options."""
     replica = open_replica(ctx)
+    for url in peers:
+        if not is_url(url):
+            raise click.BadParameter(f"{url!r} is not an http(s):// URL", param_hint="--peer")
+    config = override(
+        load_config(replica.path),
+        host=host,
+        port=port,
+        mdns=False if no_mdns else None,
+        name=name,
+        mdns_interfaces=mdns_interfaces,
+        peers=peers or None,
+        interval=interval,
+        fanout=fanout,
+        k=k,
+    )
+    for url in config.peers:
+        if not is_url(url):
+            raise ProphetError(f"peer {url!r} in the config is not an http(s):// URL")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
     )
     # We log one line per exchange ourselves; theirs would be one per request.
     logging.getLogger("hypercorn.error").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    for url in peers:
-        if not is_url(url):
-            raise click.BadParameter(f"{url!r} is not an http(s):// URL", param_hint="--peer")
     node = Node(
         replica,
-        gossip=GossipConfig(interval=interval, fanout=fanout, k=k),
-        peers=peers,
-        mdns=not no_mdns,
-        mdns_interfaces=mdns_interfaces or None,
-        name=name,
+        gossip=config.gossip,
+        peers=config.peers,
+        mdns=config.mdns,
+        mdns_interfaces=config.mdns_interfaces or None,
+        name=config.name,
     )
 
     async def stop_on_signal(nursery: trio.Nursery) -> None:
@@ -814,7 +829,7 @@ def serve(
     async def run() -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(stop_on_signal, nursery)
-            urls = await nursery.start(node.run, host, port)
+            urls = await nursery.start(node.run, config.host, config.port)
             for url in urls:
                 click.echo(
                     f"serving replica {replica.uuid} of database {replica.db_uuid} at {url}",
@@ -829,6 +844,30 @@ def serve(
     with contextlib.suppress(KeyboardInterrupt):
         trio.run(run)
     click.echo("stopped", err=True)
+
+
+@cli.command()
+@replica_option
+@json_option
+@click.pass_context
+def peers(ctx: click.Context, as_json: bool) -> None:
+    """What the running node of this replica knows: its peers, their state, the last
+    exchange with each."""
+    status = read_status(replica_path(ctx))
+    if as_json:
+        emit_json(status)
+        return
+    click.echo(f"node {status['name']!r} at {', '.join(status['urls'])} (pid {status['pid']})")
+    if not status["peers"]:
+        click.echo("no peers yet", err=True)
+    for p in status["peers"]:
+        last = p["last_exchange"] or "never"
+        click.echo(
+            f"  {p['url']:<28} {p['state']:<12} {p['source']:<10} last exchange {last}"
+            f"  sent {p['sent']} received {p['received']}"
+            + (f"  failures {p['failures']}" if p["failures"] else "")
+            + (f"  replica {p['replica']}" if p["replica"] else "")
+        )
 
 
 # -- entry point --------------------------------------------------------------------------

@@ -178,7 +178,11 @@ def test_two_served_replicas_keep_each_other_in_sync_by_themselves(
     alice, alice_server = alice_node
     bob = tmp_path / "bob"
     cli("clone", alice_server.url, str(bob))
-    bob_server = Server(bob, "--peer", alice_server.url, "--interval", "0.3")
+    # Bob's settings from his replica's config.toml; flags would override them.
+    (bob / "config.toml").write_text(
+        f'[node]\npeers = ["{alice_server.url}"]\n\n[gossip]\ninterval = 0.3\n'
+    )
+    bob_server = Server(bob)
     try:
 
         def holds(replica: Path, summary: str) -> bool:
@@ -197,6 +201,27 @@ def test_two_served_replicas_keep_each_other_in_sync_by_themselves(
         eventually(lambda: holds(bob, "found by bob"))
         digests = {cli("-R", str(r), "digest").stdout for r in (alice, bob)}
         assert len(digests) == 1
+
+        eventually(
+            lambda: (
+                json.loads(cli("-R", str(bob), "peers", "--json").stdout)["peers"][0][
+                    "last_exchange"
+                ]
+                is not None
+            )
+        )
+        status = json.loads(cli("-R", str(bob), "peers", "--json").stdout)
+        assert status["urls"] == [bob_server.url]
+        [known] = status["peers"]
+        assert (known["url"], known["source"], known["state"]) == (
+            alice_server.url,
+            "given",
+            "idle",
+        )
+        assert known["received"] >= 1 and known["sent"] >= 1
+        assert alice_server.url in cli("-R", str(bob), "peers").stdout
     finally:
         code, log = bob_server.stop()
     assert code == 0 and "rumor with" in log
+    gone = cli("-R", str(bob), "peers", check=False)  # the node stopped
+    assert gone.returncode == 1 and "no node is running" in gone.stderr

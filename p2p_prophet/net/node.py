@@ -10,11 +10,18 @@ the replica by another process (the CLI), which the watch notices through SQLite
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
 import random
 import socket
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import httpx
 import trio
@@ -32,6 +39,8 @@ from p2p_prophet.sync import exchange
 log = logging.getLogger("p2p_prophet.node")
 
 WATCH_INTERVAL = 0.1  # seconds between looks for edits made by other processes
+STATUS_FILE = "node-status.json"
+STATUS_INTERVAL = 1.0  # seconds between rewrites of the status file
 
 
 def local_digest(replica: Replica) -> bytes:
@@ -60,6 +69,8 @@ class Node:
         self.discovery: Discovery | None = None
         self._digest_changed = trio.Event()
         self._discovered: dict[str, str] = {}  # mDNS instance -> URL
+        self._replicas: dict[str, str] = {}  # URL -> replica uuid, as advertised
+        self._given = {url.rstrip("/") for url in peers}
         self.worker = ReplicaWorker(replica)
         self.scheduler = Scheduler(gossip or GossipConfig(), random.Random(seed))
         for url in peers:
@@ -92,6 +103,7 @@ class Node:
         if self._discovered.get(found.instance) != found.url:
             log.info("discovered %s (replica %s)", found.url, found.replica_uuid)
         self._discovered[found.instance] = found.url
+        self._replicas[found.url] = found.replica_uuid
         self.add_peer(found.url, found.digest)
 
     def _gone(self, gone: Gone) -> None:
@@ -143,6 +155,7 @@ class Node:
                 await self._advertise(host, bound_port, nursery)
             await nursery.start(self.loop.run)
             nursery.start_soon(self._watch)
+            nursery.start_soon(self._publish_status)
             task_status.started(self.urls)
 
     async def _exchange(self, url: str) -> Outcome:
@@ -167,6 +180,46 @@ class Node:
         self._digest_stale = True
         self.loop.news()
 
+    def status(self) -> dict[str, Any]:
+        """What this node knows, as `p2p-prophet peers` shows it."""
+        now = trio.current_time()
+        wall_offset = time.time() - now
+        return {
+            "pid": os.getpid(),
+            "name": self.name,
+            "urls": self.urls,
+            "replica": self.replica.uuid,
+            "database": self.replica.db_uuid,
+            "mdns": self.mdns,
+            "updated": _iso(time.time()),
+            "peers": [
+                {
+                    "url": p.id,
+                    "replica": self._replicas.get(p.id),
+                    "source": "given" if p.id in self._given else "discovered",
+                    "state": p.state(now).value,
+                    "failures": p.failures,
+                    "last_exchange": _iso(
+                        None if p.last_exchange is None else p.last_exchange + wall_offset
+                    ),
+                    "sent": p.sent,
+                    "received": p.received,
+                    "in_sync": p.digest is not None and p.digest == self.scheduler.our_digest,
+                }
+                for p in sorted(self.scheduler.peers.peers.values(), key=lambda p: p.id)
+            ],
+        }
+
+    async def _publish_status(self) -> None:
+        path = self.replica.path / STATUS_FILE
+        try:
+            while True:
+                await trio.to_thread.run_sync(_write_atomically, path, json.dumps(self.status()))
+                await trio.sleep(STATUS_INTERVAL)
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
     async def _watch(self) -> None:
         """Notice edits other processes commit to the replica, and tell the loop."""
         replica = self.replica
@@ -187,6 +240,12 @@ class Node:
                 self.loop.news()
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    staging = path.with_name(f".{path.name}.{os.getpid()}")
+    staging.write_text(text, encoding="utf-8")
+    staging.replace(path)
+
+
 def _data_versions(replica: Replica) -> tuple[int, int]:
     # data_version changes when *another* connection commits: exactly the edits this
     # node did not make itself (its own integrations are news through other paths).
@@ -194,3 +253,34 @@ def _data_versions(replica: Replica) -> tuple[int, int]:
         replica.main.conn.execute("PRAGMA data_version").fetchone()[0],
         replica.resolutions.conn.execute("PRAGMA data_version").fetchone()[0],
     )
+
+
+# -- status for `p2p-prophet peers` ------------------------------------------------------
+
+
+def _iso(wall: float | None) -> str | None:
+    if wall is None:
+        return None
+    return datetime.fromtimestamp(wall, tz=UTC).isoformat(timespec="seconds")
+
+
+def read_status(replica: Path) -> dict[str, Any]:
+    """What the node running on ``replica`` last wrote about itself and its peers.
+
+    Raises :class:`ProphetError` if no node runs there (no file, or its process gone).
+    """
+    path = Path(replica) / STATUS_FILE
+    try:
+        status: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        alive = True
+        try:
+            os.kill(int(status["pid"]), 0)
+        except ProcessLookupError:
+            alive = False
+        except PermissionError:
+            pass  # another user's process: it exists
+    except (OSError, ValueError, KeyError):
+        alive = False
+    if not alive:
+        raise ProphetError(f"no node is running on {replica} (start one with `p2p-prophet serve`)")
+    return status
