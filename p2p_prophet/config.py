@@ -16,7 +16,7 @@ wrong types are refused with the file and key named, so a typo never goes unnoti
     jitter = 0.25                 # fraction of the interval each gap varies by
     fanout = 2                    # peers told at once about news
     k = 2                         # lose interest in a rumor with probability 1/k
-    rumor_interval = 0.5
+    rumor_interval = 0.1
     max_concurrent = 4
     backoff_base = 1.0            # first wait after a failed exchange, doubling...
     backoff_cap = 300.0           # ...up to this

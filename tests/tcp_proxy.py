@@ -41,7 +41,11 @@ class Proxy:
 
     async def _handle(self, client: trio.SocketStream) -> None:
         self.connections += 1
-        server = await trio.open_tcp_stream("127.0.0.1", self.target_port)
+        try:
+            server = await trio.open_tcp_stream("127.0.0.1", self.target_port)
+        except OSError:
+            await client.aclose()  # the target is not listening: the caller sees a reset
+            return
         async with client, server, trio.open_nursery() as nursery:
             nursery.start_soon(self._pump, client, server, "up", nursery.cancel_scope)
             nursery.start_soon(self._pump, server, client, "down", nursery.cancel_scope)

@@ -36,7 +36,7 @@ class GossipConfig:
     jitter: float = 0.25  # each interval is drawn from interval * [1 - jitter, 1 + jitter]
     fanout: int = 2  # peers told at once about news
     k: int = 2  # lose interest in a rumor with probability 1/k on each "old news"
-    rumor_interval: float = 0.5  # seconds between rounds of a hot rumor
+    rumor_interval: float = 0.1  # seconds between rounds of a hot rumor
     max_concurrent: int = 4  # exchanges in flight at once
     backoff_base: float = 1.0  # first wait after a failed exchange, doubling to the cap
     backoff_cap: float = 300.0
