@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from netns import Avahi, Lan, Namespace, NodeProcess, unavailable
 
+from p2p_prophet.net.node import read_status
 from p2p_prophet.store import Replica
 from p2p_prophet.sync import clone
 
@@ -76,6 +77,17 @@ def test_three_nodes_find_each_other_and_converge_and_ignore_another_database(
         uuid = cli.create("ticket", {"summary": "found by mDNS"})
     eventually(lambda: all(holds(p, uuid) for p in paths))
     eventually(lambda: len({digest(p) for p in paths}) == 1)
+
+    # The TXT records follow the digests: every node sees, without connecting, that the
+    # others now hold what it holds.
+    def all_in_sync() -> bool:
+        for path in paths:
+            peers = read_status(path)["peers"]
+            if len(peers) != 2 or not all(p["in_sync"] for p in peers):
+                return False
+        return True
+
+    eventually(all_in_sync)
 
     for node in ours:
         assert other.url not in node.log  # never discovered, never contacted
