@@ -802,7 +802,9 @@ def serve(
     )
     for url in config.peers:
         if not is_url(url):
-            raise ProphetError(f"peer {url!r} in the config is not an http(s):// URL")
+            raise ProphetError(
+                f"{replica.path / 'config.toml'}: peer {url!r} is not an http(s):// URL"
+            )
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
     )

@@ -85,7 +85,7 @@ def load(replica: Path) -> NodeConfig:
     try:
         return NodeConfig(**node, gossip=GossipConfig(**gossip))
     except ValueError as exc:
-        raise ConfigError(f"{path}: [gossip] {exc}") from None
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def _section(path: Path, doc: dict[str, Any], name: str, types: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ Nothing here ever blocks the trio loop.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import math
 import socket
@@ -27,12 +28,14 @@ from typing import Any
 import trio
 from zeroconf import IPVersion, ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
 
+from p2p_prophet.errors import ProphetError
 from p2p_prophet.wire import PROTOCOL_VERSION, SUPPORTED_VERSIONS
 
 log = logging.getLogger("p2p_prophet.mdns")
 
 SERVICE_TYPE = "_prophet._tcp.local."
 MAX_LABEL = 63  # DNS label limit for the instance name
+CLASH_ROOM = 4
 TXT_UPDATE_MIN_INTERVAL = 1.0
 RESOLVE_TIMEOUT_MS = 3000
 
@@ -51,7 +54,9 @@ class Advert:
     @property
     def instance(self) -> str:
         suffix = f" ({self.db_uuid})"
-        name = self.name.encode()[: MAX_LABEL - len(suffix)].decode(errors="ignore")
+        # Room is left for the "-NN" zeroconf adds to a name that clashes.
+        room = MAX_LABEL - len(suffix) - CLASH_ROOM
+        name = self.name.replace(".", "-").encode()[:room].decode(errors="ignore")
         return f"{name}{suffix}.{SERVICE_TYPE}"
 
     def txt(self) -> dict[str, str]:
@@ -145,11 +150,13 @@ class Discovery:
         self.known: dict[str, Found] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        send, receive = trio.open_memory_channel[tuple[str, str, ServiceStateChange]](256)
+        # Deep enough for any LAN's burst of announcements; beyond it an event is lost
+        # until that service announces itself again.
+        send, receive = trio.open_memory_channel[tuple[str, str, ServiceStateChange]](4096)
         token = trio.lowlevel.current_trio_token()
 
         def deliver(event: tuple[str, str, ServiceStateChange]) -> None:
-            # A burst beyond the channel, or shutting down: the next query repeats it.
+            # A burst beyond the channel, or shutting down.
             with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
                 send.send_nowait(event)
 
@@ -161,9 +168,16 @@ class Discovery:
                 token.run_sync_soon(deliver, (service_type, name, state_change))
 
         interfaces: Any = list(self.interfaces) if self.interfaces else None
-        zc = await trio.to_thread.run_sync(
-            lambda: Zeroconf(interfaces=interfaces) if interfaces else Zeroconf()
-        )
+        try:
+            zc = await trio.to_thread.run_sync(
+                lambda: Zeroconf(interfaces=interfaces) if interfaces else Zeroconf()
+            )
+        except (OSError, ValueError) as exc:
+            where = ", ".join(self.interfaces or ["every interface"])
+            raise ProphetError(
+                f"cannot start mDNS on {where}: {exc} (--mdns-interface takes the address "
+                "of an interface; --no-mdns turns discovery off)"
+            ) from None
         self._zc = zc
         try:
             info = self.advert.service_info()
@@ -220,13 +234,44 @@ class Discovery:
         await trio.to_thread.run_sync(self._zc.update_service, self._info)
 
 
-def advertised_addresses(host: str) -> list[str]:
-    """The addresses to advertise for a server bound to ``host``."""
+def advertised_addresses(host: str, interfaces: Sequence[str] | None = None) -> list[str]:
+    """The addresses to advertise for a server bound to ``host``: the mDNS interfaces'
+    own addresses if given, else every address of this machine but loopback's for a
+    server on every interface, else the address it is bound to."""
     if host in ("0.0.0.0", "", "::"):
-        from zeroconf import get_all_addresses  # type: ignore[attr-defined]
+        if interfaces:
+            return list(interfaces)
+        found = {a for a in _interface_addresses() if not a.startswith("127.")}
+        return sorted(found) or ["127.0.0.1"]
+    return [str(socket.getaddrinfo(host, None)[0][4][0])]
 
-        return [a for a in get_all_addresses() if not a.startswith("127.")] or ["127.0.0.1"]
-    return [socket.gethostbyname(host)]
+
+def _interface_addresses() -> list[str]:
+    """This machine's IPv4 addresses, every interface."""
+    import ifaddr  # zeroconf's own dependency, for enumerating interfaces
+
+    return [
+        str(ip.ip)
+        for adapter in ifaddr.get_adapters()
+        for ip in adapter.ips
+        if isinstance(ip.ip, str)
+    ]
 
 
-__all__ = ["SERVICE_TYPE", "Advert", "Discovery", "Found", "Gone", "advertised_addresses", "parse"]
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(socket.getaddrinfo(host, None)[0][4][0]).is_loopback
+    except (OSError, ValueError):
+        return False
+
+
+__all__ = [
+    "SERVICE_TYPE",
+    "Advert",
+    "Discovery",
+    "Found",
+    "Gone",
+    "advertised_addresses",
+    "is_loopback",
+    "parse",
+]

@@ -30,7 +30,14 @@ from p2p_prophet.errors import ProphetError
 from p2p_prophet.gossip import GossipConfig, Outcome, Scheduler
 from p2p_prophet.net.client import Peer, new_http_client
 from p2p_prophet.net.gossip import GossipLoop
-from p2p_prophet.net.mdns import Advert, Discovery, Found, Gone, advertised_addresses
+from p2p_prophet.net.mdns import (
+    Advert,
+    Discovery,
+    Found,
+    Gone,
+    advertised_addresses,
+    is_loopback,
+)
 from p2p_prophet.net.server import NodeApp, serve
 from p2p_prophet.net.worker import ReplicaWorker
 from p2p_prophet.store import Replica
@@ -100,8 +107,11 @@ class Node:
             self._digest_changed.set()
 
     def _found(self, found: Found) -> None:
-        if self._discovered.get(found.instance) != found.url:
+        old = self._discovered.get(found.instance)
+        if old != found.url:
             log.info("discovered %s (replica %s)", found.url, found.replica_uuid)
+            if old is not None:
+                self._forget(old)  # the same node at a new address
         self._discovered[found.instance] = found.url
         self._replicas[found.url] = found.replica_uuid
         self.add_peer(found.url, found.digest)
@@ -110,6 +120,11 @@ class Node:
         url = self._discovered.pop(gone.instance, None)
         if url is not None:
             log.info("%s left", url)
+            self._forget(url)
+
+    def _forget(self, url: str) -> None:
+        self._replicas.pop(url, None)
+        if url not in self._given:  # a peer given by hand stays, whatever mDNS says
             self.remove_peer(url)
 
     async def _advertise(self, host: str, port: int, nursery: trio.Nursery) -> None:
@@ -118,7 +133,7 @@ class Node:
             db_uuid=self.replica.db_uuid,
             replica_uuid=self.replica.uuid,
             port=port,
-            addresses=advertised_addresses(host),
+            addresses=advertised_addresses(host, self.mdns_interfaces),
             digest=self.scheduler.our_digest or b"",
         )
         discovery = Discovery(advert, self._found, self._gone, interfaces=self.mdns_interfaces)
@@ -150,10 +165,18 @@ class Node:
         async with new_http_client() as http, trio.open_nursery() as nursery:
             self._http = http
             self.urls = await nursery.start(serve, self.app, host, port)
-            if self.mdns:
-                bound_port = int(self.urls[0].rsplit(":", 1)[1])
-                await self._advertise(host, bound_port, nursery)
             await nursery.start(self.loop.run)
+            if self.mdns and is_loopback(host) and not self.mdns_interfaces:
+                log.warning(
+                    "mDNS is off: a node listening on %s cannot be reached from the LAN "
+                    "(listen on 0.0.0.0 or a LAN address to be discovered)",
+                    host,
+                )
+            elif self.mdns:
+                bound_port = int(self.urls[0].rsplit(":", 1)[1])
+                # Registering takes mDNS a second or two (probing for the name): the
+                # server and the gossip with given peers do not wait for it.
+                nursery.start_soon(self._advertise, host, bound_port, nursery)
             nursery.start_soon(self._watch)
             nursery.start_soon(self._publish_status)
             task_status.started(self.urls)
