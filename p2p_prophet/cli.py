@@ -724,11 +724,11 @@ async def _clone_from_node(url: str, path: Path, as_json: bool) -> tuple[Replica
     "--port", type=click.IntRange(0, 65535), help=f"[config: node.port; default {DEFAULT_PORT}]"
 )
 @click.option(
-    "--no-mdns",
-    is_flag=True,
+    "--mdns/--no-mdns",
+    "mdns",
     default=None,
-    help="Neither advertise nor discover over mDNS: know only the peers given with --peer "
-    "[config: node.mdns = false].",
+    help="Advertise and discover over mDNS, or not (then only the peers given with --peer "
+    "are known) [config: node.mdns; default on].",
 )
 @click.option(
     "--name",
@@ -773,7 +773,7 @@ def serve(
     ctx: click.Context,
     host: str | None,
     port: int | None,
-    no_mdns: bool | None,
+    mdns: bool | None,
     name: str | None,
     mdns_interfaces: tuple[str, ...],
     peers: tuple[str, ...],
@@ -792,7 +792,7 @@ def serve(
         load_config(replica.path),
         host=host,
         port=port,
-        mdns=False if no_mdns else None,
+        mdns=mdns,
         name=name,
         mdns_interfaces=mdns_interfaces,
         peers=peers or None,

@@ -55,3 +55,9 @@ def test_a_bad_file_is_refused_with_file_and_key(tmp_path: Path, text: str, mess
     with pytest.raises(ConfigError, match=message) as err:
         load(write(tmp_path, text))
     assert "config.toml" in str(err.value)
+
+
+def test_the_mdns_flag_can_turn_discovery_back_on_over_the_file(tmp_path: Path) -> None:
+    config = load(write(tmp_path, "[node]\nmdns = false\n"))
+    assert override(config, mdns=None).mdns is False
+    assert override(config, mdns=True).mdns is True
