@@ -872,6 +872,35 @@ def peers(ctx: click.Context, as_json: bool) -> None:
         )
 
 
+@cli.command()
+@click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--seed", type=int, help="Override the scenario's seed.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write report.json here (default: print it only).",
+)
+def simulate(scenario: Path, seed: int | None, out: Path | None) -> None:
+    """Run a gossip simulation (SCENARIO.toml) on virtual time and report on it.
+
+    Not finished: the network model has latency and loss only, the workload edits only,
+    and there are no plots yet (docs/simulation.md says what is built).
+    """
+    from p2p_prophet.sim import Scenario
+    from p2p_prophet.sim import simulate as run_simulation
+
+    report = run_simulation(Scenario.load(scenario), seed=seed)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    emit_json(report)
+    if not report["converged"]:
+        raise ProphetError(
+            "the peers did not converge within run.max_simulated_s; they differ: "
+            + ", ".join(report.get("differing_peers", []))
+        )
+
+
 # -- entry point --------------------------------------------------------------------------
 
 
