@@ -39,7 +39,6 @@ from p2p_prophet.net.binding import EXCHANGE_PATH, HELLO_PATH, MEDIA_TYPE, PUSH_
 from p2p_prophet.net.worker import ReplicaWorker
 from p2p_prophet.store import Replica
 from p2p_prophet.sync import exchange
-from p2p_prophet.sync.integrate import IntegrationError, IntegrationResult
 from p2p_prophet.sync.plan import DEFAULT_BATCH
 from p2p_prophet.sync.transfer import TransferResult
 from p2p_prophet.sync.vector import count_lacking
@@ -262,7 +261,9 @@ class Peer:
                             event.resolutions, my_vectors.resolutions
                         )
                     elif isinstance(event, Batch):
-                        integrated = await self.worker.run(_integrate, self.replica, event)
+                        integrated = await self.worker.run(
+                            exchange.integrate_batch, self.replica, event
+                        )
                         (result.resolutions if event.resolution else result.changesets).add(
                             integrated
                         )
@@ -456,13 +457,6 @@ def _transient(exc: Exception) -> bool:
     if isinstance(exc, ProtocolError):
         return exc.code in _TRANSIENT_CODES
     return isinstance(exc, httpx.TransportError)
-
-
-def _integrate(replica: Replica, batch: Batch) -> IntegrationResult:
-    try:
-        return exchange.integrate_batch(replica, batch)
-    except IntegrationError as exc:
-        raise ProtocolError(ErrorCode.INVALID_CHANGESET, str(exc)) from None
 
 
 async def _read_limited(response: httpx.Response, limit: int) -> bytes:

@@ -15,10 +15,21 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from p2p_prophet.gossip import Contact, Outcome, Scheduler
+from p2p_prophet.net.client import SyncResult
 
 log = logging.getLogger("p2p_prophet.gossip")
 
 Exchange = Callable[[str], Awaitable[Outcome]]
+
+
+def outcome_of(result: SyncResult) -> Outcome:
+    """A sync's result as the scheduler's feedback: what the peer took from us (none:
+    old news) and what we took from it (some: news for the others)."""
+    return Outcome(
+        ok=True,
+        sent=result.pushed.changesets.integrated + result.pushed.resolutions.integrated,
+        received=result.pulled.changesets.integrated + result.pulled.resolutions.integrated,
+    )
 
 
 class GossipLoop:

@@ -29,7 +29,7 @@ import trio
 from p2p_prophet.errors import ProphetError
 from p2p_prophet.gossip import GossipConfig, Outcome, Scheduler
 from p2p_prophet.net.client import Peer, new_http_client
-from p2p_prophet.net.gossip import GossipLoop
+from p2p_prophet.net.gossip import GossipLoop, outcome_of
 from p2p_prophet.net.mdns import (
     Advert,
     Discovery,
@@ -193,11 +193,7 @@ class Node:
         except (ProphetError, sqlite3.Error) as exc:
             log.warning("sync with %s failed: %s", url, exc)
             return Outcome(ok=False)
-        return Outcome(
-            ok=True,
-            sent=result.pushed.changesets.integrated + result.pushed.resolutions.integrated,
-            received=result.pulled.changesets.integrated + result.pulled.resolutions.integrated,
-        )
+        return outcome_of(result)
 
     def _pushed(self) -> None:
         self._digest_stale = True

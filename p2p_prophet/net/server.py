@@ -34,7 +34,7 @@ from p2p_prophet.net.binding import EXCHANGE_PATH, HELLO_PATH, MEDIA_TYPE, PUSH_
 from p2p_prophet.net.worker import ReplicaWorker
 from p2p_prophet.store.database import LogRow
 from p2p_prophet.sync import exchange
-from p2p_prophet.sync.integrate import IntegrationError, IntegrationResult
+from p2p_prophet.sync.integrate import IntegrationResult
 from p2p_prophet.sync.plan import DEFAULT_BATCH
 from p2p_prophet.wire import (
     DEFAULT_LIMITS,
@@ -268,11 +268,10 @@ def _next_batch(batches: Iterator[tuple[bool, list[LogRow]]]) -> tuple[bool, lis
 
 
 def _integrate(replica: Any, batch: Batch) -> IntegrationResult:
-    """Integrate on the worker thread, turning storage-level refusals into protocol ones."""
+    """Integrate on the worker thread; a node that cannot store says so as a protocol
+    refusal (503), which the caller retries."""
     try:
         return exchange.integrate_batch(replica, batch)
-    except IntegrationError as exc:
-        raise ProtocolError(ErrorCode.INVALID_CHANGESET, str(exc)) from None
     except StorageError as exc:
         raise ProtocolError(
             ErrorCode.UNAVAILABLE, f"this node cannot store changesets: {exc}"

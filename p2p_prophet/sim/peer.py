@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar, TypeVarTuple
 
 import httpx
@@ -13,7 +12,7 @@ import trio
 from p2p_prophet.errors import ProphetError
 from p2p_prophet.gossip import GossipConfig, Outcome, Scheduler
 from p2p_prophet.net.client import Peer
-from p2p_prophet.net.gossip import GossipLoop
+from p2p_prophet.net.gossip import GossipLoop, outcome_of
 from p2p_prophet.net.server import NodeApp
 from p2p_prophet.net.worker import ReplicaWorker
 from p2p_prophet.sim.transport import SimNetwork
@@ -77,18 +76,9 @@ class SimPeer:
             result = await client.sync()
         except ProphetError:
             return Outcome(ok=False)
-        pulled = result.pulled.changesets
-        self.received += pulled.integrated
-        self.skipped += pulled.skipped
-        return Outcome(
-            ok=True,
-            sent=result.pushed.changesets.integrated + result.pushed.resolutions.integrated,
-            received=pulled.integrated + result.pulled.resolutions.integrated,
-        )
+        self.received += result.pulled.changesets.integrated
+        self.skipped += result.pulled.changesets.skipped
+        return outcome_of(result)
 
     async def aclose(self) -> None:
         await self.http.aclose()
-
-
-def replica_for(root: Path, name: str, db_uuid: str) -> Replica:
-    return Replica.init(root / name, db_uuid=db_uuid)

@@ -14,7 +14,7 @@ from dataclasses import astuple
 
 from p2p_prophet.store.database import Database, LogRow
 from p2p_prophet.store.replica import Replica
-from p2p_prophet.sync.integrate import IntegrationResult, integrate_decoded
+from p2p_prophet.sync.integrate import IntegrationError, IntegrationResult, integrate_decoded
 from p2p_prophet.sync.plan import DEFAULT_BATCH, DEFAULT_BATCH_BYTES, plan
 from p2p_prophet.sync.vector import heads_digest
 from p2p_prophet.wire import Batch, Counts, ErrorCode, Hello, ProtocolError, Vectors, Witness
@@ -113,8 +113,12 @@ def outgoing(
 
 def integrate_batch(replica: Replica, batch: Batch) -> IntegrationResult:
     """Integrate one received batch in one transaction (into the resolution database if
-    it holds resolutions)."""
-    return integrate_decoded(replica, batch.changesets, resolutions=batch.resolution)
+    it holds resolutions).  A batch that breaks the protocol (a gap, a nullification)
+    raises :class:`ProtocolError` (INVALID_CHANGESET) and writes nothing."""
+    try:
+        return integrate_decoded(replica, batch.changesets, resolutions=batch.resolution)
+    except IntegrationError as exc:
+        raise ProtocolError(ErrorCode.INVALID_CHANGESET, str(exc)) from None
 
 
 def counts(result: IntegrationResult) -> Counts:
