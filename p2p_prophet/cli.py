@@ -880,24 +880,47 @@ def peers(ctx: click.Context, as_json: bool) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Write report.json here (default: print it only).",
 )
-def simulate(scenario: Path, seed: int | None, out: Path | None) -> None:
+@click.option("--no-plots", is_flag=True, help="Write report.json only, no PNG plots.")
+def simulate(scenario: Path, seed: int | None, out: Path | None, no_plots: bool) -> None:
     """Run a gossip simulation (SCENARIO.toml) on virtual time and report on it.
 
-    Not finished: the network model has latency and loss only, the workload edits only,
-    and there are no plots yet (docs/simulation.md says what is built).
+    Prints the report (JSON) and, with --out, writes report.json and PNG plots there.
+    Exits with status 1 when the peers did not converge, saying which differ and why
+    (in rounds mode: when the measured figure is more than 15% from the literature's).
+    The format is described in simulations/README.md.
     """
+    from p2p_prophet.progress import simulation_bar
     from p2p_prophet.sim import Scenario
     from p2p_prophet.sim import simulate as run_simulation
+    from p2p_prophet.sim.plots import write_plots
 
-    report = run_simulation(Scenario.load(scenario), seed=seed)
+    loaded = Scenario.load(scenario)
+    with simulation_bar() as progress:
+        outcome = run_simulation(loaded, seed=seed, progress=progress)
+    report = outcome.report
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        if not no_plots and loaded.run.get("plots", True):
+            write_plots(out, report, outcome.graph, outcome.bytes_by_peer)
     emit_json(report)
-    if not report["converged"]:
+    theory = report.get("theory")
+    if theory is not None and not theory["within_tolerance"]:
         raise ProphetError(
-            "the peers did not converge within run.max_simulated_s; they differ: "
-            + ", ".join(report.get("differing_peers", []))
+            f"the measured {theory['measure']} {theory['measured']} is "
+            f"{theory['deviation']:+.0%} from the literature's {theory['reference']}"
+        )
+    if report.get("mode") == "rounds":
+        return  # the model's residue is a measurement (rumor), not a failure
+    if not report["converged"]:
+        lines = [
+            f"  {d.get('peer', '?')}: lacks {d.get('lacks_changesets_from', {})}"
+            f" and {d.get('lacks_resolutions', 0)} resolutions; {', '.join(d['why'])}"
+            for d in report.get("differing_peers", [])[:20]
+        ]
+        raise ProphetError(
+            f"the peers did not converge within {report['simulated_s']} simulated seconds"
+            " (run.max_simulated_s); these differ:\n" + "\n".join(lines)
         )
 
 

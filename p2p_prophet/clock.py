@@ -46,17 +46,18 @@ def to_datetime(hlc: int) -> datetime:
 class HybridClock:
     """Issues strictly increasing stamps that move past every stamp observed.
 
-    ``wall`` returns milliseconds; tests pass a fake one.  ``last`` is the largest stamp
+    ``wall`` returns milliseconds; tests pass a fake one, and the simulator replaces it
+    with each peer's virtual (and possibly skewed) clock.  ``last`` is the largest stamp
     issued or observed; a replica persists it so the clock survives restarts.
     """
 
     def __init__(self, wall: Callable[[], int] = wall_ms, last: int = 0) -> None:
-        self._wall = wall
+        self.wall = wall
         self.last = last
 
     def now(self) -> int:
         """A new stamp, larger than every stamp issued or observed before."""
-        self.last = max(self.last + 1, pack(self._wall()))
+        self.last = max(self.last + 1, pack(self.wall()))
         return self.last
 
     def observe(self, hlc: int) -> None:

@@ -60,3 +60,31 @@ def transfer_bar(enabled: bool) -> Iterator[Callable[[Progress], None] | None]:
     finally:
         if tasks:
             bar.stop()
+
+
+@contextmanager
+def simulation_bar(enabled: bool = True) -> Iterator[Callable[[float, float, float], None] | None]:
+    """Yield a progress callback for the simulator (simulated seconds, fraction of
+    (peer, changeset) pairs held, the run's limit), or None off a terminal."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    bar = RichProgress(
+        TextColumn("simulating"),
+        BarColumn(),
+        TextColumn("{task.fields[held]} held"),
+        TextColumn("{task.fields[simulated]} simulated"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task("simulating", total=1.0, held="", simulated="")
+
+    def update(simulated: float, held: float, limit: float) -> None:
+        bar.update(task, completed=held, held=f"{held:.1%}", simulated=f"{simulated:,.0f} s")
+
+    bar.start()
+    try:
+        yield update
+    finally:
+        bar.stop()

@@ -3,85 +3,348 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+import trio
+import trio.testing
 
-from p2p_prophet.sim import Scenario, ScenarioError, build_topology, simulate
+from p2p_prophet.sim import Scenario, ScenarioError, TopologyError, build_topology, simulate
+from p2p_prophet.sim.disruptions import Churn, plan_partitions
+from p2p_prophet.sim.transport import Conditions, LinkModel, SimNetwork
+from p2p_prophet.sim.workload import Workload
 
 WALL = ("wall_s", "peak_rss_mb")
 
 
-def scenario(**changes: object) -> Scenario:
-    base: dict[str, object] = {
+def scenario(**changes: Any) -> Scenario:
+    base: dict[str, Any] = {
         "topology": {"kind": "ring", "n": 8},
         "workload": {"writers": 3, "edits_per_writer": 3, "duration_s": 10},
         "gossip": {"interval_s": 1.0},
     }
     base.update(changes)
-    return Scenario(**base)  # type: ignore[arg-type]
+    return Scenario(**base)
 
 
-def without_wall_clock(report: dict[str, object]) -> dict[str, object]:
+def without_wall_clock(report: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in report.items() if k not in WALL}
 
 
+# -- whole runs ----------------------------------------------------------------------------
+
+
 def test_a_ring_of_peers_converges_and_counts_what_it_cost() -> None:
-    report = simulate(scenario())
+    report = simulate(scenario()).report
     assert report["converged"] is True and report["peers"] == 8
-    assert report["changesets"] == 9
-    assert 0 < report["convergence_s"] < 120  # type: ignore[operator]
-    assert report["bytes_total"] > 0 and report["exchanges"] > 0  # type: ignore[operator]
+    assert report["changesets"] == 9 and report["edits"]["create"] == 9
+    assert 0 < report["convergence_s"] < 120
+    assert report["bytes_total"] > 0 and report["exchanges"] > 0
+    assert report["bytes_per_peer"] * 8 >= report["bytes_total"]  # each byte has two ends
+    # Every sampled update reached every peer, and the curve ends there.
+    assert report["epidemic"]["fraction"][-1] == 1.0
+    assert report["spread"]["t100_s"] is not None
+    assert report["spread"]["t50_s"] <= report["spread"]["t100_s"]
 
 
 def test_the_same_seed_gives_the_same_report_and_another_seed_another() -> None:
-    first, again = simulate(scenario(), seed=7), simulate(scenario(), seed=7)
-    assert without_wall_clock(first) == without_wall_clock(again)
-    other = simulate(scenario(), seed=8)
+    busy = scenario(
+        network={"loss": 0.2, "latency_ms": [1, 30], "clock_skew_ms": 5000},
+        churn={"asleep_fraction": 0.3, "mean_asleep_s": 5},
+        workload={"writers": 4, "edits_per_writer": 4, "duration_s": 10, "conflict_rate": 0.3},
+    )
+    first, again = simulate(busy, seed=7).report, simulate(busy, seed=7).report
+    assert json.dumps(without_wall_clock(first), sort_keys=True) == json.dumps(
+        without_wall_clock(again), sort_keys=True
+    )
+    other = simulate(busy, seed=8).report
     assert without_wall_clock(other) != without_wall_clock(first)
 
 
 def test_peers_converge_through_heavy_message_loss() -> None:
-    report = simulate(scenario(network={"loss": 0.3, "latency_ms": [1, 30]}))
+    report = simulate(scenario(network={"loss": 0.3, "latency_ms": [1, 30]})).report
     assert report["converged"] is True
-    assert report["lost_requests"] > 0  # type: ignore[operator]
+    assert report["lost_requests"] > 0
+
+
+def test_a_partition_holds_updates_back_until_it_heals() -> None:
+    # Half the ring cut off from 2 s to 40 s; writes go on on both sides.
+    split = scenario(
+        network={"partitions": [{"at_s": 2, "heal_s": 40, "nodes": [0, 1, 2, 3]}]},
+        workload={"writers": 4, "edits_per_writer": 3, "duration_s": 20},
+    )
+    report = simulate(split, seed=2).report
+    assert report["converged"] is True
+    assert report["unreachable_requests"] > 0
+    assert report["convergence_s"] >= 40  # nothing crossed before the heal
+    coverage = dict(zip(report["coverage"]["t_s"], report["coverage"]["fraction"], strict=True))
+    during = [f for t, f in coverage.items() if 25 <= t <= 39]
+    assert during and max(during) < 1.0
+
+
+def test_a_partition_that_never_heals_is_reported_with_who_lacks_what() -> None:
+    split = scenario(
+        network={"partitions": [{"at_s": 0, "nodes": [0, 1, 2, 3]}]},
+        run={"max_simulated_s": 60},
+    )
+    report = simulate(split, seed=3).report
+    assert report["converged"] is False
+    differing = report["differing_peers"]
+    assert differing and all(d["lacks_changesets_from"] for d in differing)
+    assert any("backing off" in why for d in differing for why in d["why"])
+
+
+def test_sleeping_laptops_catch_up_when_they_wake() -> None:
+    churn = scenario(
+        topology={"kind": "complete", "n": 10},
+        churn={"asleep_fraction": 0.5, "mean_asleep_s": 20},
+        workload={"writers": 4, "edits_per_writer": 4, "duration_s": 30},
+    )
+    report = simulate(churn, seed=4).report
+    assert report["converged"] is True
+    # Updates take far longer to reach everyone than with everyone awake.
+    awake = simulate(
+        scenario(topology={"kind": "complete", "n": 10}, workload=churn.workload), seed=4
+    ).report
+    assert report["spread"]["t100_s"] > 5 * awake["spread"]["t100_s"]
+
+
+def test_conflicts_resolve_once_and_deletes_spread() -> None:
+    storm = scenario(
+        topology={"kind": "complete", "n": 6},
+        network={"latency_ms": [20, 200], "clock_skew_ms": 30000},
+        workload={
+            "writers": 6,
+            "edits_per_writer": 8,
+            "duration_s": 5,
+            "records": 10,
+            "hot_records": 1,
+            "conflict_rate": 0.6,
+            "delete_rate": 0.2,
+        },
+    )
+    report = simulate(storm, seed=5).report
+    assert report["converged"] is True
+    assert report["edits"]["update"] > 10 and report["edits"]["delete"] > 0
+    assert report["conflicts"] > 0
+    # Peers that see a conflict at the same time each mint a resolution, but one that
+    # already holds another's answer does not: far fewer than one per peer (6 here).
+    assert 1 <= report["resolutions_per_conflict"] <= 2
+
+
+def test_bandwidth_makes_the_same_run_slower() -> None:
+    fast = simulate(scenario(), seed=6).report
+    slow = simulate(scenario(network={"bandwidth_kbps": 8}), seed=6).report
+    assert slow["converged"] is True
+    assert slow["spread"]["t100_s"] > fast["spread"]["t100_s"] + 0.5
+
+
+# -- the network model, alone --------------------------------------------------------------
+
+
+def test_conditions_refuse_sleepers_and_links_across_a_split() -> None:
+    conditions = Conditions(asleep={"p9"}, partitions=[frozenset({"p1", "p2"})])
+    assert conditions.reachable("p1", "p2") and conditions.reachable("p3", "p4")
+    assert not conditions.reachable("p1", "p3")
+    assert not conditions.reachable("p3", "p9") and not conditions.reachable("p9", "p3")
+    conditions.partitions.append(frozenset({"p1"}))
+    assert not conditions.reachable("p1", "p2")
+
+
+def test_the_transport_loses_requests_at_the_loss_rate_and_counts_bytes() -> None:
+    async def echo(scope: Any, receive: Any, send: Any) -> None:
+        body = (await receive())["body"]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body * 2})
+
+    network = SimNetwork(random.Random(1), LinkModel(latency_s=(0.01, 0.03), loss=0.25))
+    network.apps["p1"] = echo  # type: ignore[assignment]
+    outcomes: list[bool] = []
+
+    async def main() -> float:
+        start = trio.current_time()
+        async with httpx.AsyncClient(transport=network.transport("p0")) as client:
+            for _ in range(400):
+                try:
+                    response = await client.post("http://p1/x", content=b"abc")
+                    outcomes.append(response.content == b"abcabc")
+                except httpx.ConnectError:
+                    outcomes.append(False)
+        return trio.current_time() - start
+
+    elapsed = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    delivered = sum(outcomes)
+    assert network.lost == 400 - delivered
+    assert 0.18 < network.lost / 400 < 0.32
+    assert network.bytes_total == delivered * 9
+    assert network.bytes_by_peer == {"p0": delivered * 9, "p1": delivered * 9}
+    # Each delivered request waited two one-way latencies, each lost one the maximum.
+    assert 0.02 * delivered + 0.03 * network.lost <= elapsed <= 0.06 * delivered + 0.03 * 400
+
+
+def test_bandwidth_adds_transfer_time() -> None:
+    link = LinkModel(bandwidth_bps=8000)
+    assert link.transfer_s(1000) == pytest.approx(1.0)
+    assert LinkModel().transfer_s(10**9) == 0.0
+
+
+def test_partitions_split_the_named_nodes_or_a_random_fraction() -> None:
+    names = [f"p{i}" for i in range(10)]
+    named, drawn = plan_partitions(
+        [{"at_s": 1, "heal_s": 2, "nodes": [0, 3]}, {"at_s": 5, "fraction": 0.3}],
+        names,
+        random.Random(1),
+    )
+    assert named.side == {"p0", "p3"} and named.heal_s == 2
+    assert len(drawn.side) == 3 and drawn.heal_s is None
+
+
+def test_churn_means_follow_from_the_asleep_fraction() -> None:
+    churn = Churn.from_table({"asleep_fraction": 0.5, "mean_asleep_s": 30})
+    assert churn.mean_awake_s == 30
+    churn = Churn.from_table({"asleep_fraction": 0.25, "mean_awake_s": 90})
+    assert churn.mean_asleep_s == pytest.approx(30)
+    assert not Churn.from_table({}).active
+
+
+def test_the_workload_plan_follows_its_rates() -> None:
+    workload = Workload(
+        writers=10,
+        edits_per_writer=100,
+        records=20,
+        conflict_rate=0.3,
+        delete_rate=0.1,
+        duration_s=50,
+    )
+    plan = workload.plan(20, random.Random(1))
+    assert len(plan) == 1000 and len({e.writer for e in plan}) == 10
+    kinds = [e.kind for e in plan]
+    assert 0.25 < kinds.count("update") / 1000 < 0.35
+    assert 0.06 < kinds.count("delete") / 1000 < 0.14
+    assert all(0 <= e.at <= 50 for e in plan) and plan == sorted(plan, key=lambda e: e.at)
+
+
+# -- topologies and scenario files ---------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "spec, edges",
+    "spec, nodes, edges",
     [
-        ({"kind": "complete", "n": 5}, 10),
-        ({"kind": "line", "n": 5}, 4),
-        ({"kind": "star", "n": 5}, 4),
-        ({"kind": "random_regular", "n": 6, "d": 3}, 9),
+        ({"kind": "complete", "n": 5}, 5, 10),
+        ({"kind": "line", "n": 5}, 5, 4),
+        ({"kind": "star", "n": 5}, 5, 4),
+        ({"kind": "random_regular", "n": 6, "d": 3}, 6, 9),
+        ({"kind": "grid", "rows": 3, "cols": 4}, 12, 17),
+        ({"kind": "offices", "offices": 3, "size": 4, "bridges": 2}, 12, 3 * 6 + 3 * 2),
     ],
 )
-def test_topologies_have_the_edges_their_kind_promises(spec: dict[str, object], edges: int) -> None:
+def test_topologies_have_the_edges_their_kind_promises(
+    spec: dict[str, Any], nodes: int, edges: int
+) -> None:
     graph = build_topology(spec, seed=1)
-    assert graph.number_of_nodes() == spec["n"] and graph.number_of_edges() == edges
+    assert graph.number_of_nodes() == nodes
+    # Offices' random bridges may land on the same pair twice; at least one per pair.
+    if spec["kind"] == "offices":
+        bridges = [e for e in graph.edges(data=True) if e[2].get("bridge")]
+        assert 3 <= len(bridges) <= 6
+    else:
+        assert graph.number_of_edges() == edges
+
+
+def test_a_topology_from_an_edge_list_or_graphml_file(tmp_path: Path) -> None:
+    (tmp_path / "edges.txt").write_text("# a triangle and a tail\na b\nb c\nc a\nc d\n")
+    graph = build_topology({"kind": "file", "path": "edges.txt"}, seed=1, base=tmp_path)
+    assert graph.number_of_nodes() == 4 and graph.number_of_edges() == 4
+    (tmp_path / "g.graphml").write_text(
+        '<?xml version="1.0"?><graphml xmlns="http://graphml.graphdrawing.org/xmlns">'
+        '<key id="l" for="edge" attr.name="latency_ms" attr.type="double"/>'
+        '<graph edgedefault="undirected"><node id="x"/><node id="y"/><node id="z"/>'
+        '<edge source="x" target="y"><data key="l">250</data></edge>'
+        '<edge source="y" target="z"/></graph></graphml>'
+    )
+    graph = build_topology({"kind": "file", "path": str(tmp_path / "g.graphml")}, seed=1)
+    assert graph.edges[0, 1]["latency_ms"] == 250
+    with pytest.raises(TopologyError, match="does not exist"):
+        build_topology({"kind": "file", "path": "nope.txt"}, seed=1, base=tmp_path)
 
 
 def test_an_unknown_topology_is_refused_by_name() -> None:
-    with pytest.raises(ScenarioError, match="unknown topology kind 'torus'"):
+    with pytest.raises(TopologyError, match="unknown topology kind 'torus'"):
         build_topology({"kind": "torus", "n": 4}, seed=1)
 
 
-def test_the_simulate_command_writes_report_json(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[topology]\nkind = 'ring'\nnn = 4\n", "unknown key 'nn'"),
+        ("[network]\nloss = 1.5\n", "loss must be a fraction"),
+        ("[network]\nlatency_ms = [5, 1]\n", r"latency_ms must be \[min, max\]"),
+        ("[workload]\nwriters = 'three'\n", "writers has the wrong type"),
+        ("[[network.partitions]]\nheal_s = 4\n", "needs at_s"),
+        ("[gossip]\nmode = 'lockstep'\n", "mode must be one of"),
+        ("[metrics]\nx = 1\n", "unknown key 'metrics'"),
+        ("seed = [", "scenario.toml"),
+    ],
+)
+def test_scenario_files_are_checked_before_anything_runs(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "scenario.toml"
+    path.write_text(text)
+    with pytest.raises(ScenarioError, match=message):
+        Scenario.load(path)
+
+
+def test_the_rounds_mode_checks_the_literature() -> None:
+    model = Scenario(
+        topology={"kind": "complete", "n": 100},
+        gossip={"mode": "rounds", "protocol": "push-pull"},
+        run={"seeds": 200},
+    )
+    report = simulate(model).report
+    assert report["mode"] == "rounds" and report["converged"] is True
+    assert report["theory"]["reference"] == 6.5 and report["theory"]["within_tolerance"]
+    assert report["epidemic"]["fraction"][0] == 0.01 and report["epidemic"]["fraction"][-1] == 1
+
+
+# -- the command ---------------------------------------------------------------------------
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    script = Path(sys.executable).with_name("p2p-prophet")
+    return subprocess.run(
+        [str(script), "simulate", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_the_simulate_command_writes_report_json_and_plots(tmp_path: Path) -> None:
     path = tmp_path / "ring.toml"
     path.write_text(
         'seed = 3\n[topology]\nkind = "ring"\nn = 6\n'
         "[workload]\nwriters = 2\nedits_per_writer = 2\nduration_s = 5\n"
     )
-    script = Path(sys.executable).with_name("p2p-prophet")
-    done = subprocess.run(
-        [str(script), "simulate", str(path), "--out", str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
+    done = run_cli(str(path), "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
     printed = json.loads(done.stdout)
     written = json.loads((tmp_path / "out" / "report.json").read_text())
     assert printed == written and written["converged"] is True and written["seed"] == 3
+    for name in ("epidemic.png", "bytes_per_peer.png", "topology.png"):
+        assert (tmp_path / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_simulate_command_fails_clearly_when_peers_do_not_converge(tmp_path: Path) -> None:
+    path = tmp_path / "split.toml"
+    path.write_text(
+        "[topology]\nkind = 'line'\nn = 4\n[[network.partitions]]\nat_s = 0\nnodes = [0, 1]\n"
+        "[workload]\nwriters = 4\nedits_per_writer = 1\nduration_s = 1\n"
+        "[run]\nmax_simulated_s = 30\n"
+    )
+    done = run_cli(str(path))
+    assert done.returncode == 1
+    assert "did not converge" in done.stderr and "lacks" in done.stderr
+    assert json.loads(done.stdout)["converged"] is False

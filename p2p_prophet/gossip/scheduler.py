@@ -137,6 +137,13 @@ class Scheduler:
             # Old news, and the coin of Demers et al.'s feedback variant came up.
             self.rumor_hot = False
 
+    def abandon(self, contact: Contact) -> None:
+        """An exchange was cancelled (the node stopping, a simulated laptop going to
+        sleep): free its slot without judging the peer."""
+        peer = self.peers.peers.get(contact.peer)
+        if peer is not None:
+            peer.in_flight = False
+
     # -- decisions ---------------------------------------------------------------------------
 
     def contacts(self, now: float) -> list[Contact]:

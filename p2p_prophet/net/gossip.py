@@ -76,6 +76,9 @@ class GossipLoop:
         started = time.perf_counter()
         try:
             outcome = await self.exchange(contact.peer)
+        except trio.Cancelled:
+            self.scheduler.abandon(contact)
+            raise
         finally:
             self.in_flight -= 1
         log.info(

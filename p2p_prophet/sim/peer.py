@@ -1,8 +1,16 @@
-"""A simulated peer: a real replica, the real node app and gossip, in-memory transport."""
+"""A simulated peer: a real replica, the real node app and gossip, in-memory transport.
+
+A peer can go to sleep (a closed laptop): its gossip loop is cancelled, in-flight
+exchanges are abandoned (the transport drops their responses) and the network refuses it
+until it wakes.  Its replica stays, and local edits still happen (offline work).  Its
+wall clock is the virtual clock plus a per-peer skew, so HLC stamps are deterministic and
+skewed clocks exercise the HLC (P8).
+"""
 
 from __future__ import annotations
 
 import random
+from bisect import bisect_left
 from collections.abc import Callable
 from typing import TypeVar, TypeVarTuple
 
@@ -11,6 +19,7 @@ import trio
 
 from p2p_prophet.errors import ProphetError
 from p2p_prophet.gossip import GossipConfig, Outcome, Scheduler
+from p2p_prophet.model import Value
 from p2p_prophet.net.client import Peer
 from p2p_prophet.net.gossip import GossipLoop, outcome_of
 from p2p_prophet.net.server import NodeApp
@@ -20,6 +29,35 @@ from p2p_prophet.store import Replica
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
+
+EPOCH_MS = 1_790_000_000_000  # virtual time 0 on the peers' wall clocks (late 2026)
+
+
+class Holdings:
+    """What every peer holds, kept up to date as tickets rise, so that "has everyone
+    got everything?" costs nothing to ask, even with 10,000 peers.
+
+    ``missing`` is the sum over peers and origins of how far a peer's ticket is below
+    the highest ticket anyone has for that origin: zero exactly when every peer holds
+    every changeset anyone holds.
+    """
+
+    def __init__(self, peers: int) -> None:
+        self.peers = peers
+        self.best: dict[str, int] = {}
+        self.missing = 0
+
+    def rose(self, origin: str, old: int, new: int) -> None:
+        best = self.best.get(origin, 0)
+        if new > best:
+            self.missing += (new - best) * self.peers
+            self.best[origin] = new
+        self.missing -= new - old
+
+    @property
+    def held_fraction(self) -> float:
+        total = sum(self.best.values()) * self.peers
+        return 1.0 if total == 0 else 1 - self.missing / total
 
 
 class InlineWorker(ReplicaWorker):
@@ -39,33 +77,116 @@ class SimPeer:
         network: SimNetwork,
         config: GossipConfig,
         seed: int,
+        holdings: Holdings,
+        clock_skew_s: float = 0.0,
     ) -> None:
         self.name = name
+        self.holdings = holdings
         self.replica = replica
         self.network = network
+        self.clock_skew_s = clock_skew_s
+        replica.clock.wall = self._wall_ms
         self.worker = InlineWorker(replica)
         self.scheduler = Scheduler(config, random.Random(seed))
         self.loop = GossipLoop(self.scheduler, self._exchange)
-        self.app = NodeApp(self.worker, on_news=self.loop.news)
+        self.app = NodeApp(self.worker, on_news=self._news)
         network.apps[name] = self.app
         self.http = httpx.AsyncClient(transport=network.transport(name))
+        self.neighbours: list[SimPeer] = []
         self._clients: dict[str, Peer] = {}
+        self.created: list[str] = []  # records this peer created (delete candidates)
+        self._awake_scope: trio.CancelScope | None = None
         self.exchanges = 0
-        self.received = 0
-        self.skipped = 0  # changesets received that were already held (redundant)
+        self.received = 0  # changesets moved (pulled or pushed) that the other side lacked
+        self.skipped = 0  # changesets moved to a peer that already held them (redundant)
+        # origin -> [(virtual time, ticket)], each time this peer's ticket for it rose
+        self.arrivals: dict[str, list[tuple[float, int]]] = {}
+        self._tickets: dict[str, int] = {}
 
-    def add_neighbour(self, name: str) -> None:
-        self.scheduler.add_peer(f"http://{name}")
+    @property
+    def url(self) -> str:
+        return f"http://{self.name}"
 
-    def edit(self, rtype: str, props: dict[str, object], uuid: str | None = None) -> str:
-        """A local edit (a person at this laptop), which is news."""
+    @property
+    def asleep(self) -> bool:
+        return self.name in self.network.conditions.asleep
+
+    def _wall_ms(self) -> int:
+        return EPOCH_MS + int((trio.current_time() + self.clock_skew_s) * 1000)
+
+    # -- life ------------------------------------------------------------------------------
+
+    async def live(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Gossip until cancelled or put to sleep."""
+        with trio.CancelScope() as scope:
+            self._awake_scope = scope
+            await self.loop.run(task_status=task_status)
+
+    def sleep(self) -> None:
+        """Close the laptop: off the network, gossip stopped; neighbours see it go (the
+        mDNS goodbye) and forget it."""
+        self.network.conditions.asleep.add(self.name)
+        if self._awake_scope is not None:
+            self._awake_scope.cancel()
+        for other in self.neighbours:
+            other.scheduler.peers.remove(self.url)
+
+    def wake(self, nursery: trio.Nursery) -> None:
+        """Open the laptop: back on the network; it finds its awake neighbours and they
+        find it (mDNS), and each side meets the other at once."""
+        self.network.conditions.asleep.discard(self.name)
+        for other in self.neighbours:
+            if other.asleep:
+                self.scheduler.peers.remove(other.url)
+            else:
+                self.scheduler.add_peer(other.url)
+                other.scheduler.add_peer(self.url)
+                other.loop.poke()
+        nursery.start_soon(self.live)
+
+    # -- edits -----------------------------------------------------------------------------
+
+    def edit(self, rtype: str, props: dict[str, Value], uuid: str | None = None) -> str:
+        """A local edit (a person at this laptop), which is news: a create, or an update
+        of ``uuid``."""
         with self.replica.edits() as batch:
             if uuid is None:
-                uuid = batch.create(rtype, props)  # type: ignore[arg-type]
+                uuid = batch.create(rtype, props)
             else:
-                batch.update(rtype, uuid, props)  # type: ignore[arg-type]
-        self.loop.news()
+                batch.update(rtype, uuid, props)
+        self._news()
         return uuid
+
+    def delete(self, rtype: str, uuid: str) -> bool:
+        """Delete a record this peer holds live; False if it does not."""
+        row = self.replica.main.find_record(rtype, uuid)
+        if row is None or not row.live:
+            return False
+        self.replica.delete(rtype, uuid)
+        self._news()
+        return True
+
+    # -- what it holds ---------------------------------------------------------------------
+
+    def observe(self) -> None:
+        """Note the tickets that rose since last time, at the current virtual time."""
+        now = trio.current_time()
+        for origin, seq in self.replica.main.tickets().items():
+            old = self._tickets.get(origin, 0)
+            if seq > old:
+                self._tickets[origin] = seq
+                self.holdings.rose(origin, old, seq)
+                self.arrivals.setdefault(origin, []).append((now, seq))
+
+    def held_since(self, origin: str, seq: int) -> float | None:
+        """The virtual time this peer first held ``origin``'s changeset ``seq``."""
+        steps = self.arrivals.get(origin, [])
+        i = bisect_left([s for _, s in steps], seq)
+        return steps[i][0] if i < len(steps) else None
+
+    def _news(self) -> None:
+        self.observe()
+        self.loop.news()
 
     async def _exchange(self, url: str) -> Outcome:
         client = self._clients.get(url)
@@ -75,9 +196,13 @@ class SimPeer:
         try:
             result = await client.sync()
         except ProphetError:
+            # A failed exchange may still have kept whole batches it pulled.
+            self.observe()
             return Outcome(ok=False)
-        self.received += result.pulled.changesets.integrated
-        self.skipped += result.pulled.changesets.skipped
+        self.received += result.pulled.changesets.integrated + result.pushed.changesets.integrated
+        self.skipped += result.pulled.changesets.skipped + result.pushed.changesets.skipped
+        if result.pulled.changesets.integrated:
+            self.observe()
         return outcome_of(result)
 
     async def aclose(self) -> None:

@@ -5,6 +5,11 @@ simulated hour takes as long as the CPU needs.  Every peer is a real replica on 
 running the real gossip scheduler, node app and ``sync/`` code over the in-memory
 transport.  The same scenario with the same seed gives the same report, wall-clock
 fields aside.
+
+A run: build the graph; make the peers (each starting from a shared replica of
+``records`` tickets); put the initially sleeping laptops to sleep; start gossip,
+partitions and churn; play the workload; then wait until every peer holds every
+changeset and resolution and all digests are equal, or until ``max_simulated_s``.
 """
 
 from __future__ import annotations
@@ -14,9 +19,8 @@ import random
 import resource
 import tempfile
 import time
-import tomllib
 import uuid as uuidlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,177 +29,293 @@ import networkx as nx
 import trio
 import trio.testing
 
-from p2p_prophet.errors import ProphetError
 from p2p_prophet.gossip import GossipConfig
-from p2p_prophet.sim.peer import SimPeer
+from p2p_prophet.sim import metrics
+from p2p_prophet.sim.disruptions import (
+    Churn,
+    initially_asleep,
+    plan_partitions,
+    run_churn,
+    run_partition,
+)
+from p2p_prophet.sim.peer import Holdings, SimPeer
+from p2p_prophet.sim.scenario import Scenario, ScenarioError, as_range
+from p2p_prophet.sim.theory import run_rounds
+from p2p_prophet.sim.topology import build_topology
 from p2p_prophet.sim.transport import LinkModel, SimNetwork
+from p2p_prophet.sim.workload import Workload, apply, preload
 from p2p_prophet.store import Replica
 
+# Called about once per simulated second: (simulated seconds, fraction of all
+# (peer, changeset) pairs held, the run's limit in simulated seconds).
+ProgressFn = Callable[[float, float, float], None]
 
-class ScenarioError(ProphetError):
-    """A scenario file that cannot be run as written."""
-
-
-@dataclass(frozen=True)
-class Scenario:
-    seed: int = 1
-    topology: dict[str, Any] = field(default_factory=lambda: {"kind": "complete", "n": 10})
-    network: dict[str, Any] = field(default_factory=dict)
-    workload: dict[str, Any] = field(default_factory=dict)
-    gossip: dict[str, Any] = field(default_factory=dict)
-    run: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, path: Path) -> Scenario:
-        try:
-            doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ScenarioError(f"{path}: {exc}") from None
-        known = {"seed", "topology", "network", "workload", "gossip", "run"}
-        unknown = set(doc) - known
-        if unknown:
-            raise ScenarioError(f"{path}: unknown key {sorted(unknown)[0]!r}")
-        return cls(**doc)
+CHECK_EVERY_S = 0.1  # virtual seconds between convergence checks
 
 
-def build_topology(spec: dict[str, Any], seed: int) -> nx.Graph:
-    """The graph of a ``[topology]`` table (nodes 0..n-1)."""
-    kind = spec.get("kind", "complete")
-    n = int(spec.get("n", 10))
-    builders = {
-        "complete": lambda: nx.complete_graph(n),
-        "ring": lambda: nx.cycle_graph(n),
-        "line": lambda: nx.path_graph(n),
-        "star": lambda: nx.star_graph(n - 1),
-        "random_regular": lambda: nx.random_regular_graph(int(spec.get("d", 3)), n, seed=seed),
-        "erdos_renyi": lambda: nx.erdos_renyi_graph(n, float(spec.get("p", 0.1)), seed=seed),
-        "watts_strogatz": lambda: nx.connected_watts_strogatz_graph(
-            n, int(spec.get("k", 4)), float(spec.get("p", 0.1)), seed=seed
+@dataclass
+class Outcome:
+    """A finished run: the report (report.json) and the data behind the plots."""
+
+    report: dict[str, Any]
+    graph: nx.Graph
+    bytes_by_peer: list[int] = field(default_factory=list)
+
+    @property
+    def converged(self) -> bool:
+        return bool(self.report["converged"])
+
+
+def gossip_config(table: dict[str, Any]) -> GossipConfig:
+    defaults = GossipConfig()
+    try:
+        return GossipConfig(
+            interval=float(table.get("interval_s", 1.0)),
+            fanout=int(table.get("fanout", defaults.fanout)),
+            k=int(table.get("k", defaults.k)),
+            rumor_interval=float(table.get("rumor_interval_s", defaults.rumor_interval)),
+            max_concurrent=int(table.get("max_concurrent", defaults.max_concurrent)),
+            backoff_cap=float(table.get("backoff_cap_s", defaults.backoff_cap)),
+        )
+    except ValueError as exc:
+        raise ScenarioError(f"[gossip]: {exc}") from None
+
+
+def link_models(
+    network: dict[str, Any], graph: nx.Graph, names: list[str]
+) -> tuple[LinkModel, dict[frozenset[str], LinkModel]]:
+    """The default link model, and one per edge whose attributes (or bridge flag) say
+    otherwise."""
+    default = LinkModel(
+        latency_s=as_range(network.get("latency_ms", 0), 1 / 1000),
+        loss=float(network.get("loss", 0.0)),
+        bandwidth_bps=float(network.get("bandwidth_kbps", 0)) * 1000,
+    )
+    bridge = LinkModel(
+        latency_s=as_range(
+            network.get("bridge_latency_ms", network.get("latency_ms", 0)), 1 / 1000
         ),
-        "barabasi_albert": lambda: nx.barabasi_albert_graph(n, int(spec.get("m", 2)), seed=seed),
-    }
-    if kind not in builders:
-        raise ScenarioError(f"unknown topology kind {kind!r} ({', '.join(builders)})")
-    graph: nx.Graph = builders[kind]()
-    return nx.convert_node_labels_to_integers(graph)
+        loss=float(network.get("bridge_loss", default.loss)),
+        bandwidth_bps=float(network.get("bridge_bandwidth_kbps", network.get("bandwidth_kbps", 0)))
+        * 1000,
+    )
+    links = {}
+    for a, b, attrs in graph.edges(data=True):
+        base = bridge if attrs.get("bridge") else default
+        if not attrs.get("bridge") and not {"latency_ms", "loss", "bandwidth_kbps"} & set(attrs):
+            continue
+        latency = attrs.get("latency_ms")
+        links[frozenset((names[a], names[b]))] = LinkModel(
+            latency_s=base.latency_s if latency is None else as_range(float(latency), 1 / 1000),
+            loss=float(attrs.get("loss", base.loss)),
+            bandwidth_bps=float(attrs.get("bandwidth_kbps", base.bandwidth_bps / 1000)) * 1000,
+        )
+    return default, links
 
 
-async def _run(scenario: Scenario, root: Path, seed: int) -> dict[str, Any]:
+async def _run(scenario: Scenario, root: Path, seed: int, progress: ProgressFn | None) -> Outcome:
     rng = random.Random(seed)
-    graph = build_topology(scenario.topology, seed)
-    latency = scenario.network.get("latency_ms", [0, 0])
-    network = SimNetwork(
-        random.Random(rng.random()),
-        LinkModel(
-            latency_s=(latency[0] / 1000, latency[1] / 1000),
-            loss=float(scenario.network.get("loss", 0.0)),
-        ),
-    )
-    g = scenario.gossip
-    config = GossipConfig(
-        interval=float(g.get("interval_s", 1.0)),
-        fanout=int(g.get("fanout", 2)),
-        k=int(g.get("k", 2)),
-    )
-    db_uuid = str(uuidlib.UUID(int=rng.getrandbits(128), version=4))
-    peers = [
-        SimPeer(
-            f"p{i}",
-            Replica.init(root / f"p{i}", db_uuid=db_uuid),
-            network,
-            config,
-            seed=rng.getrandbits(32),
+    graph = build_topology(scenario.topology, seed, scenario.base)
+    names = [f"p{i}" for i in graph.nodes]
+    default, links = link_models(scenario.network, graph, names)
+    network = SimNetwork(random.Random(rng.random()), default, links)
+    config = gossip_config(scenario.gossip)
+    try:
+        workload = Workload.from_table(scenario.workload)
+    except (TypeError, ValueError) as exc:
+        raise ScenarioError(f"[workload]: {exc}") from None
+    skew_ms = float(scenario.network.get("clock_skew_ms", 0))
+    db_uuid = _seeded_uuid(rng)
+    holdings = Holdings(len(names))
+    peers = []
+    for name in names:
+        # Seeded replica ids: conflicts break ties by origin, so runs repeat only if
+        # the ids do.
+        ids = (_seeded_uuid(rng), _seeded_uuid(rng))
+        replica = Replica.init(root / name, db_uuid=db_uuid, replica_uuids=ids)
+        peers.append(
+            SimPeer(
+                name,
+                replica,
+                network,
+                config,
+                seed=rng.getrandbits(32),
+                holdings=holdings,
+                clock_skew_s=rng.uniform(-skew_ms, skew_ms) / 1000,
+            )
         )
-        for i in graph.nodes
-    ]
     for a, b in graph.edges:
-        peers[a].add_neighbour(f"p{b}")
-        peers[b].add_neighbour(f"p{a}")
+        peers[a].neighbours.append(peers[b])
+        peers[b].neighbours.append(peers[a])
+    shared = preload(peers, workload.records)
+    hot = max(1, min(workload.hot_records, workload.records))
 
-    w = scenario.workload
-    writers = rng.sample(peers, min(int(w.get("writers", 1)), len(peers)))
-    edits = int(w.get("edits_per_writer", 10))
-    duration = float(w.get("duration_s", 60))
+    churn = Churn.from_table(scenario.churn)
+    network.conditions.asleep = initially_asleep(churn, peers, rng)
+    for peer in peers:
+        for other in peer.neighbours:
+            if not peer.asleep and not other.asleep:
+                peer.scheduler.add_peer(other.url)
+    partitions = plan_partitions(scenario.network.get("partitions", []), names, rng)
+    plan = workload.plan(len(peers), rng)
+    churn_rngs = [random.Random(rng.getrandbits(32)) for _ in peers]
+    edit_rng = random.Random(rng.getrandbits(32))
+    names_by_origin = {p.replica.uuid: p.name for p in peers}
+
     max_s = float(scenario.run.get("max_simulated_s", 3600))
-    schedule = sorted(
-        (rng.uniform(0, duration), i, writer)
-        for i, writer in enumerate(writers)
-        for _ in range(edits)
-    )
-    total_edits = len(schedule)
-
-    async def workload() -> None:
-        start = trio.current_time()
-        for at, _, writer in schedule:
-            await trio.sleep_until(start + at)
-            writer.edit("ticket", {"summary": f"edit by {writer.name}", "at": round(at, 3)})
-
-    def converged() -> bool:
-        first = peers[0].replica
-        vector = first.main.tickets(), first.resolutions.tickets()
-        return all(
-            (p.replica.main.tickets(), p.replica.resolutions.tickets()) == vector for p in peers
-        )
-
+    updates: list[metrics.Update] = []
+    kinds = {"create": 0, "update": 0, "delete": 0}
     started_wall = time.perf_counter()
     start = trio.current_time()
+    rounds_at_start = sum(p.scheduler.rounds for p in peers)
     convergence_s: float | None = None
+    last_edit_s = 0.0
+
+    async def play() -> None:
+        nonlocal last_edit_s
+        for serial, edit in enumerate(plan):
+            await trio.sleep_until(start + edit.at)
+            writer = peers[edit.writer]
+            done = apply(edit, writer, shared, hot, edit_rng, serial)
+            kinds[done] += 1
+            origin = writer.replica.uuid
+            updates.append(metrics.Update(origin, writer._tickets[origin], edit.at))
+            last_edit_s = edit.at
+
+    async def report_progress() -> None:
+        while progress is not None:
+            progress(trio.current_time() - start, holdings.held_fraction, max_s)
+            await trio.sleep(1.0)
+
     async with trio.open_nursery() as nursery:
         for peer in peers:
-            await nursery.start(peer.loop.run)
-        await workload()
+            if not peer.asleep:
+                await nursery.start(peer.live)
+            if churn.active:
+                nursery.start_soon(run_churn, churn, peer, churn_rngs[int(peer.name[1:])], nursery)
+        for partition in partitions:
+            nursery.start_soon(run_partition, network.conditions, partition, start)
+        nursery.start_soon(report_progress)
         with trio.move_on_at(start + max_s):
+            await play()
             while True:
-                if converged():
+                if holdings.missing == 0 and metrics.converged(peers):
                     convergence_s = trio.current_time() - start
                     break
-                await trio.sleep(0.1)
+                await trio.sleep(CHECK_EVERY_S)
+        end_s = trio.current_time() - start
+        if progress is not None:
+            progress(end_s, holdings.held_fraction, max_s)
         nursery.cancel_scope.cancel()
     for peer in peers:
         await peer.aclose()
 
     digests = {p.replica.main.digest() for p in peers}
     ok = convergence_s is not None and len(digests) == 1
+    sample = metrics.sample_updates(updates, random.Random(seed))
+    arrivals = metrics.arrival_times(sample, peers)
+    conflicts, resolutions = metrics.conflicts_and_resolutions(peers)
     received = sum(p.received for p in peers)
     skipped = sum(p.skipped for p in peers)
-    bytes_total = sum(network.bytes_sent.values()) // 2  # each request counted at both ends
+    bytes_by_peer = metrics.per_peer(network.bytes_by_peer, peers)
+    n = len(peers)
     report: dict[str, Any] = {
+        "mode": "async",
         "converged": ok,
         "convergence_s": None if convergence_s is None else round(convergence_s, 3),
-        "rounds": round(sum(p.scheduler.rounds for p in peers) / len(peers), 2),
-        "peers": len(peers),
+        "settle_s": None if convergence_s is None else round(convergence_s - last_edit_s, 3),
+        "rounds": round((sum(p.scheduler.rounds for p in peers) - rounds_at_start) / n, 2),
+        "peers": n,
         "edges": graph.number_of_edges(),
-        "changesets": total_edits,
+        "changesets": len(updates),
+        "edits": kinds,
+        "conflicts": conflicts,
+        "resolutions": resolutions,
+        "resolutions_per_conflict": round(resolutions / conflicts, 3) if conflicts else None,
         "exchanges": sum(p.exchanges for p in peers),
-        "requests": network.requests,
+        "messages": network.requests,
+        "messages_per_peer": round(2 * network.requests / n, 1),
         "lost_requests": network.lost,
-        "bytes_total": bytes_total,
-        "bytes_per_peer": round(bytes_total / len(peers)),
+        "unreachable_requests": network.unreachable,
+        "bytes_total": network.bytes_total,
+        "bytes_per_peer": round(sum(bytes_by_peer) / n),
+        "bytes_per_peer_max": max(bytes_by_peer),
         "redundant_ratio": round(skipped / (received + skipped), 4) if received + skipped else 0.0,
+        "spread": metrics.spread_times(sample, arrivals),
+        "epidemic": metrics.epidemic_curve(sample, arrivals, end_s),
+        "coverage": metrics.coverage_curve(sample, arrivals, end_s),
+        "simulated_s": round(end_s, 3),
         "seed": seed,
         "wall_s": round(time.perf_counter() - started_wall, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     if not ok:
-        vectors = {p.name: p.replica.main.tickets() for p in peers}
-        reference = vectors[peers[0].name]
-        report["differing_peers"] = sorted(n for n, v in vectors.items() if v != reference)
+        report["differing_peers"] = metrics.diagnose(peers, names_by_origin)
+        if len(digests) > 1 and not report["differing_peers"]:
+            report["differing_peers"] = [
+                {"why": [f"equal tickets but {len(digests)} different digests (a P1 bug)"]}
+            ]
     for peer in peers:
         peer.replica.close()
-    return report
+    return Outcome(report, graph, bytes_by_peer)
 
 
 def simulate(
-    scenario: Scenario, *, seed: int | None = None, root: Path | None = None
-) -> dict[str, Any]:
-    """Run ``scenario`` on virtual time; return its report (see docs/simulation.md)."""
+    scenario: Scenario,
+    *,
+    seed: int | None = None,
+    root: Path | None = None,
+    progress: ProgressFn | None = None,
+) -> Outcome:
+    """Run ``scenario`` on virtual time (see docs/simulation.md); in rounds mode, run
+    the synchronous-rounds model instead (``theory.py``)."""
     seed = scenario.seed if seed is None else seed
-    with _deterministic_trio(seed):
+    if scenario.mode == "rounds":
+        report, graph = run_rounds(scenario, seed)
+        report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        return Outcome(report, graph)
+    with _open_files_for(_peer_count(scenario)), _deterministic_trio(seed):
         clock = trio.testing.MockClock(autojump_threshold=0)
         if root is not None:
-            return trio.run(_run, scenario, root, seed, clock=clock)
+            return trio.run(_run, scenario, root, seed, progress, clock=clock)
         with tempfile.TemporaryDirectory(prefix="p2p-sim-") as tmp:
-            return trio.run(_run, scenario, Path(tmp), seed, clock=clock)
+            return trio.run(_run, scenario, Path(tmp), seed, progress, clock=clock)
+
+
+def _seeded_uuid(rng: random.Random) -> str:
+    return str(uuidlib.UUID(int=rng.getrandbits(128), version=4))
+
+
+def _peer_count(scenario: Scenario) -> int:
+    return int(scenario.topology.get("n", 10))
+
+
+FILES_PER_PEER = 8  # two SQLite databases, each with its -wal and -shm, and some slack
+
+
+@contextlib.contextmanager
+def _open_files_for(peers: int) -> Iterator[None]:
+    """Raise the open-file limit as far as needed (and allowed) for ``peers`` replicas."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = peers * FILES_PER_PEER + 256
+    if want <= soft:
+        yield
+        return
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if want > target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))  # root may raise it
+            target = want
+    if target < want:
+        raise ScenarioError(
+            f"{peers} peers need about {want} open files but the limit is {hard}; "
+            "raise it (ulimit -n) or simulate fewer peers"
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard if hard >= target else target))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @contextlib.contextmanager

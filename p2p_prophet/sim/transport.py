@@ -2,17 +2,28 @@
 
 Each request goes through httpx's ASGI transport straight into the target peer's
 :class:`NodeApp`, so every CBOR frame is still encoded, sent as bytes, decoded and
-validated exactly as over a real network, and its bytes are counted.  The network model
-adds a latency drawn per request, drops requests with the loss rate (the caller sees a
-failed connection, as with a vanished peer) and refuses links between peers that are
-asleep or on two sides of a partition.  Time is trio's clock: under MockClock a
-simulated hour takes as long as the CPU needs.
+validated exactly as over a real network, and its bytes are counted.
+
+The link model, per link (a default, and overrides for particular links):
+
+* latency: a one-way delay drawn uniformly from ``latency_s`` for the request and again
+  for the response;
+* loss: a request is lost with probability ``loss``; the caller sees a failed
+  connection, as with a vanished peer, after one maximum latency;
+* bandwidth: ``bandwidth_bps`` (0 = unlimited) adds ``bytes * 8 / bandwidth`` to each
+  direction.  Each request gets the whole link: there is no contention between
+  requests sharing a link (a deliberate simplification, see docs/simulation.md).
+
+:class:`Conditions` decides who can reach whom at this instant (sleeping laptops,
+partitions).  A target that becomes unreachable while it handles a request loses the
+response: the caller sees the connection drop, though the target may have integrated
+what it was sent, as with a real peer vanishing mid-stream.  Time is trio's clock: under
+MockClock a simulated hour takes as long as the CPU needs.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -21,26 +32,58 @@ import trio
 from p2p_prophet.net.server import NodeApp
 
 
-@dataclass
+@dataclass(frozen=True)
 class LinkModel:
-    latency_s: tuple[float, float] = (0.0, 0.0)  # one-way, drawn uniformly per request
+    latency_s: tuple[float, float] = (0.0, 0.0)  # one-way, drawn uniformly per direction
     loss: float = 0.0  # probability that a request is lost
+    bandwidth_bps: float = 0.0  # bits per second each way; 0 is unlimited
+
+    def transfer_s(self, size: int) -> float:
+        return size * 8 / self.bandwidth_bps if self.bandwidth_bps else 0.0
+
+
+@dataclass
+class Conditions:
+    """Who can reach whom now.  ``asleep``: peers off the network (a closed laptop).
+    ``partitions``: the active splits, each the set of peers on one side; two peers talk
+    only if, for every active split, they are on the same side."""
+
+    asleep: set[str] = field(default_factory=set)
+    partitions: list[frozenset[str]] = field(default_factory=list)
+
+    def reachable(self, a: str, b: str) -> bool:
+        if a in self.asleep or b in self.asleep:
+            return False
+        return all((a in side) == (b in side) for side in self.partitions)
 
 
 @dataclass
 class SimNetwork:
-    """Routes requests between peers by host name (``http://p<i>``)."""
+    """Routes requests between peers by host name (``http://p<i>``) and counts them."""
 
     rng: random.Random
-    model: LinkModel = field(default_factory=LinkModel)
+    default: LinkModel = field(default_factory=LinkModel)
+    links: dict[frozenset[str], LinkModel] = field(default_factory=dict)
     apps: dict[str, NodeApp] = field(default_factory=dict)
-    reachable: Callable[[str, str], bool] = lambda a, b: True  # asleep, partitions
-    bytes_sent: dict[str, int] = field(default_factory=dict)  # per peer, both directions
+    conditions: Conditions = field(default_factory=Conditions)
+    bytes_by_peer: dict[str, int] = field(default_factory=dict)  # sent + received
+    requests_by_peer: dict[str, int] = field(default_factory=dict)  # made + served
+    bytes_total: int = 0
     requests: int = 0
     lost: int = 0
+    unreachable: int = 0
+
+    def link(self, a: str, b: str) -> LinkModel:
+        return self.links.get(frozenset((a, b)), self.default)
 
     def transport(self, source: str) -> SimTransport:
         return SimTransport(self, source)
+
+    def _count(self, source: str, target: str, size: int) -> None:
+        self.bytes_total += size
+        for peer in (source, target):
+            self.bytes_by_peer[peer] = self.bytes_by_peer.get(peer, 0) + size
+            self.requests_by_peer[peer] = self.requests_by_peer.get(peer, 0) + 1
 
 
 class SimTransport(httpx.AsyncBaseTransport):
@@ -50,26 +93,28 @@ class SimTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         net = self.network
-        target = request.url.host
+        source, target = self.source, request.url.host
         net.requests += 1
-        low, high = net.model.latency_s
-        if target not in net.apps or not net.reachable(self.source, target):
+        link = net.link(source, target)
+        low, high = link.latency_s
+        if target not in net.apps or not net.conditions.reachable(source, target):
+            net.unreachable += 1
             await trio.sleep(high)
             raise httpx.ConnectError(f"{target} is unreachable", request=request)
-        if net.model.loss and net.rng.random() < net.model.loss:
+        if link.loss and net.rng.random() < link.loss:
             net.lost += 1
             await trio.sleep(high)
             raise httpx.ConnectError(f"the request to {target} was lost", request=request)
         body = await request.aread()
-        await trio.sleep(net.rng.uniform(low, high))
+        await trio.sleep(net.rng.uniform(low, high) + link.transfer_s(len(body)))
         # NodeApp is an ASGI app; httpx types the scope more narrowly than a dict.
         asgi = httpx.ASGITransport(app=net.apps[target])  # type: ignore[arg-type]
         response = await asgi.handle_async_request(request)
         content = await response.aread()
-        await trio.sleep(net.rng.uniform(low, high))
-        size = len(body) + len(content)
-        for peer in (self.source, target):
-            net.bytes_sent[peer] = net.bytes_sent.get(peer, 0) + size
+        await trio.sleep(net.rng.uniform(low, high) + link.transfer_s(len(content)))
+        net._count(source, target, len(body) + len(content))
+        if not net.conditions.reachable(source, target):
+            raise httpx.ReadError(f"{target} went away mid-response", request=request)
         return httpx.Response(
             response.status_code,
             headers=response.headers,

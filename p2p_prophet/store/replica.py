@@ -75,18 +75,31 @@ class Replica:
     # -- lifecycle ---------------------------------------------------------------------
 
     @classmethod
-    def init(cls, path: Path, db_uuid: str | None = None) -> Replica:
+    def init(
+        cls,
+        path: Path,
+        db_uuid: str | None = None,
+        *,
+        replica_uuids: tuple[str, str] | None = None,
+    ) -> Replica:
         """Create a new replica at ``path`` (which must not exist, or be an empty dir).
 
         With ``db_uuid`` the replica joins that database (as a clone does); without, it
-        starts a new database.  The directory is built under a temporary name and renamed
-        into place, so an interrupted ``create`` never leaves a half-made replica.
+        starts a new database.  ``replica_uuids`` (main, resolutions) are fresh random
+        ones unless given: the simulator gives seeded ones so that runs repeat.
+
+        The directory is built under a temporary name and renamed into place, so an
+        interrupted ``create`` never leaves a half-made replica.
         """
         path = Path(path)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise ProphetError(f"{path} already exists and is not an empty directory")
         db_uuid = check_uuid(db_uuid) if db_uuid else str(uuidlib.uuid4())
-        replica_uuid = str(uuidlib.uuid4())
+        replica_uuid, resolutions_uuid = (
+            tuple(check_uuid(u) for u in replica_uuids)
+            if replica_uuids
+            else (str(uuidlib.uuid4()), str(uuidlib.uuid4()))
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = path.with_name(f".{path.name}.creating-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
@@ -95,7 +108,7 @@ class Replica:
             for filename, role, ruuid in (
                 (MAIN_FILE, "replica", replica_uuid),
                 # The resolution database is a replica of its own, with its own uuid.
-                (RESOLUTIONS_FILE, "resolutions", str(uuidlib.uuid4())),
+                (RESOLUTIONS_FILE, "resolutions", resolutions_uuid),
             ):
                 db = Database.open(staging / filename, create=True)
                 with db.transaction():
