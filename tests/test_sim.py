@@ -168,13 +168,13 @@ def test_the_transport_loses_requests_at_the_loss_rate_and_counts_bytes() -> Non
 
     async def main() -> float:
         start = trio.current_time()
-        async with httpx.AsyncClient(transport=network.transport("p0")) as client:
-            for _ in range(400):
-                try:
-                    response = await client.post("http://p1/x", content=b"abc")
-                    outcomes.append(response.content == b"abcabc")
-                except httpx.ConnectError:
-                    outcomes.append(False)
+        client = network.client("p0")
+        for _ in range(400):
+            try:
+                async with client.stream("POST", "http://p1/x", content=b"abc") as response:
+                    outcomes.append(await response.aread() == b"abcabc")
+            except httpx.ConnectError:
+                outcomes.append(False)
         return trio.current_time() - start
 
     elapsed = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
@@ -348,3 +348,23 @@ def test_the_simulate_command_fails_clearly_when_peers_do_not_converge(tmp_path:
     assert done.returncode == 1
     assert "did not converge" in done.stderr and "lacks" in done.stderr
     assert json.loads(done.stdout)["converged"] is False
+
+
+# -- the ready scenarios -------------------------------------------------------------------
+
+SIMULATIONS = Path(__file__).parent.parent / "simulations"
+SMALL = ["office-lan", "ring-100", "partition-and-heal", "laptop-churn", "conflict-storm"]
+
+
+def test_every_ready_scenario_file_loads() -> None:
+    paths = sorted(SIMULATIONS.rglob("*.toml"))
+    assert {p.stem for p in paths} >= {*SMALL, "small-world-1000", "push-pull-100", "rumor-k2"}
+    for path in paths:
+        Scenario.load(path)
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_the_small_ready_scenarios_converge(name: str) -> None:
+    # One seed each here; bench/sim_scenarios.py runs 20 (figures in simulations/README.md).
+    report = simulate(Scenario.load(SIMULATIONS / f"{name}.toml"), seed=11).report
+    assert report["converged"] is True, report.get("differing_peers")

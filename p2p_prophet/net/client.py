@@ -25,10 +25,11 @@ import os
 import random
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import trio
@@ -61,6 +62,17 @@ from p2p_prophet.wire import (
 )
 
 T = TypeVar("T")
+
+class HttpClient(Protocol):
+    """What :class:`Peer` needs of an HTTP client: httpx's ``AsyncClient``, or the
+    simulator's in-memory one."""
+
+    def stream(
+        self, method: str, url: str, *, content: Any = None, params: Any = None, headers: Any = None
+    ) -> AbstractAsyncContextManager[httpx.Response]: ...
+
+    async def aclose(self) -> None: ...
+
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=60.0, write=60.0, pool=10.0)
 
@@ -116,7 +128,7 @@ class Peer:
         backoff: float = 0.25,
         batch_size: int = DEFAULT_BATCH,
         progress: Callable[[Progress], None] | None = None,
-        http: httpx.AsyncClient | None = None,
+        http: HttpClient | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self._worker = worker
@@ -381,7 +393,7 @@ class Peer:
         return NetworkError(f"{url}: {type(exc).__name__}: {exc}")
 
 
-async def fetch_hello(http: httpx.AsyncClient, url: str, limits: Limits = DEFAULT_LIMITS) -> Hello:
+async def fetch_hello(http: HttpClient, url: str, limits: Limits = DEFAULT_LIMITS) -> Hello:
     """GET the HELLO of the node at ``url`` (one attempt)."""
     body = await request(http, "GET", url.rstrip("/") + HELLO_PATH, limits)
     [theirs] = read_messages(body, (Hello,), limits)
@@ -390,7 +402,7 @@ async def fetch_hello(http: httpx.AsyncClient, url: str, limits: Limits = DEFAUL
 
 
 async def request(
-    http: httpx.AsyncClient, method: str, url: str, limits: Limits, **options: Any
+    http: HttpClient, method: str, url: str, limits: Limits, **options: Any
 ) -> bytes:
     """One request whose answer is read whole, but never more than the limit allows;
     returns the body of a 200 of ours, else raises what the node refused."""

@@ -5,6 +5,11 @@ exchanges are abandoned (the transport drops their responses) and the network re
 until it wakes.  Its replica stays, and local edits still happen (offline work).  Its
 wall clock is the virtual clock plus a per-peer skew, so HLC stamps are deterministic and
 skewed clocks exercise the HLC (P8).
+
+With ``advertise_digests`` a peer does what a node does over mDNS: it keeps its
+scheduler's own digest current and publishes it to its neighbours (the TXT record), at
+most once per :data:`TXT_UPDATE_MIN_INTERVAL`, the latest digest winning; neighbours then
+skip it while it advertises what they hold.
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ from bisect import bisect_left
 from collections.abc import Callable
 from typing import TypeVar, TypeVarTuple
 
-import httpx
 import trio
 
 from p2p_prophet.errors import ProphetError
@@ -22,6 +26,8 @@ from p2p_prophet.gossip import GossipConfig, Outcome, Scheduler
 from p2p_prophet.model import Value
 from p2p_prophet.net.client import Peer
 from p2p_prophet.net.gossip import GossipLoop, outcome_of
+from p2p_prophet.net.mdns import TXT_UPDATE_MIN_INTERVAL
+from p2p_prophet.net.node import local_digest
 from p2p_prophet.net.server import NodeApp
 from p2p_prophet.net.worker import ReplicaWorker
 from p2p_prophet.sim.transport import SimNetwork
@@ -79,6 +85,7 @@ class SimPeer:
         seed: int,
         holdings: Holdings,
         clock_skew_s: float = 0.0,
+        advertise_digests: bool = True,
     ) -> None:
         self.name = name
         self.holdings = holdings
@@ -91,7 +98,7 @@ class SimPeer:
         self.loop = GossipLoop(self.scheduler, self._exchange)
         self.app = NodeApp(self.worker, on_news=self._news)
         network.apps[name] = self.app
-        self.http = httpx.AsyncClient(transport=network.transport(name))
+        self.http = network.client(name)
         self.neighbours: list[SimPeer] = []
         self._clients: dict[str, Peer] = {}
         self.created: list[str] = []  # records this peer created (delete candidates)
@@ -102,6 +109,8 @@ class SimPeer:
         # origin -> [(virtual time, ticket)], each time this peer's ticket for it rose
         self.arrivals: dict[str, list[tuple[float, int]]] = {}
         self._tickets: dict[str, int] = {}
+        self.advertise_digests = advertise_digests
+        self._digest_changed = trio.Event()
 
     @property
     def url(self) -> str:
@@ -139,8 +148,8 @@ class SimPeer:
             if other.asleep:
                 self.scheduler.peers.remove(other.url)
             else:
-                self.scheduler.add_peer(other.url)
-                other.scheduler.add_peer(self.url)
+                self.scheduler.add_peer(other.url, other.scheduler.our_digest)
+                other.scheduler.add_peer(self.url, self.scheduler.our_digest)
                 other.loop.poke()
         nursery.start_soon(self.live)
 
@@ -178,6 +187,26 @@ class SimPeer:
                 self.holdings.rose(origin, old, seq)
                 self.arrivals.setdefault(origin, []).append((now, seq))
 
+    def _refresh_digest(self) -> None:
+        if not self.advertise_digests:
+            return
+        digest = local_digest(self.replica)
+        if digest != self.scheduler.our_digest:
+            self.scheduler.our_digest = digest
+            self._digest_changed.set()
+
+    async def advertise(self) -> None:
+        """Publish the digest to the neighbours as it changes, rate-limited like the
+        node's TXT updates (run for the whole simulation)."""
+        while True:
+            await self._digest_changed.wait()
+            self._digest_changed = trio.Event()
+            if not self.asleep and self.scheduler.our_digest is not None:
+                for other in self.neighbours:
+                    if self.url in other.scheduler.peers:
+                        other.scheduler.peers.add(self.url, self.scheduler.our_digest)
+            await trio.sleep(TXT_UPDATE_MIN_INTERVAL)
+
     def held_since(self, origin: str, seq: int) -> float | None:
         """The virtual time this peer first held ``origin``'s changeset ``seq``."""
         steps = self.arrivals.get(origin, [])
@@ -186,6 +215,7 @@ class SimPeer:
 
     def _news(self) -> None:
         self.observe()
+        self._refresh_digest()
         self.loop.news()
 
     async def _exchange(self, url: str) -> Outcome:
@@ -198,12 +228,15 @@ class SimPeer:
         except ProphetError:
             # A failed exchange may still have kept whole batches it pulled.
             self.observe()
+            self._refresh_digest()
             return Outcome(ok=False)
         self.received += result.pulled.changesets.integrated + result.pushed.changesets.integrated
         self.skipped += result.pulled.changesets.skipped + result.pushed.changesets.skipped
-        if result.pulled.changesets.integrated:
+        outcome = outcome_of(result)
+        if outcome.received:
             self.observe()
-        return outcome_of(result)
+            self._refresh_digest()
+        return outcome
 
     async def aclose(self) -> None:
         await self.http.aclose()

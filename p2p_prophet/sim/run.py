@@ -15,6 +15,7 @@ changeset and resolution and all digests are equal, or until ``max_simulated_s``
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import resource
 import tempfile
@@ -114,6 +115,7 @@ def link_models(
 
 
 async def _run(scenario: Scenario, root: Path, seed: int, progress: ProgressFn | None) -> Outcome:
+    started_wall = time.perf_counter()
     rng = random.Random(seed)
     graph = build_topology(scenario.topology, seed, scenario.base)
     names = [f"p{i}" for i in graph.nodes]
@@ -142,12 +144,15 @@ async def _run(scenario: Scenario, root: Path, seed: int, progress: ProgressFn |
                 seed=rng.getrandbits(32),
                 holdings=holdings,
                 clock_skew_s=rng.uniform(-skew_ms, skew_ms) / 1000,
+            advertise_digests=bool(scenario.gossip.get("advertise_digests", True)),
             )
         )
     for a, b in graph.edges:
         peers[a].neighbours.append(peers[b])
         peers[b].neighbours.append(peers[a])
     shared = preload(peers, workload.records)
+    for peer in peers:
+        peer._refresh_digest()
     hot = max(1, min(workload.hot_records, workload.records))
 
     churn = Churn.from_table(scenario.churn)
@@ -155,7 +160,7 @@ async def _run(scenario: Scenario, root: Path, seed: int, progress: ProgressFn |
     for peer in peers:
         for other in peer.neighbours:
             if not peer.asleep and not other.asleep:
-                peer.scheduler.add_peer(other.url)
+                peer.scheduler.add_peer(other.url, other.scheduler.our_digest)
     partitions = plan_partitions(scenario.network.get("partitions", []), names, rng)
     plan = workload.plan(len(peers), rng)
     churn_rngs = [random.Random(rng.getrandbits(32)) for _ in peers]
@@ -165,7 +170,6 @@ async def _run(scenario: Scenario, root: Path, seed: int, progress: ProgressFn |
     max_s = float(scenario.run.get("max_simulated_s", 3600))
     updates: list[metrics.Update] = []
     kinds = {"create": 0, "update": 0, "delete": 0}
-    started_wall = time.perf_counter()
     start = trio.current_time()
     rounds_at_start = sum(p.scheduler.rounds for p in peers)
     convergence_s: float | None = None
@@ -191,6 +195,7 @@ async def _run(scenario: Scenario, root: Path, seed: int, progress: ProgressFn |
         for peer in peers:
             if not peer.asleep:
                 await nursery.start(peer.live)
+            nursery.start_soon(peer.advertise)
             if churn.active:
                 nursery.start_soon(run_churn, churn, peer, churn_rngs[int(peer.name[1:])], nursery)
         for partition in partitions:
@@ -278,8 +283,16 @@ def simulate(
         clock = trio.testing.MockClock(autojump_threshold=0)
         if root is not None:
             return trio.run(_run, scenario, root, seed, progress, clock=clock)
-        with tempfile.TemporaryDirectory(prefix="p2p-sim-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="p2p-sim-", dir=_scratch()) as tmp:
             return trio.run(_run, scenario, Path(tmp), seed, progress, clock=clock)
+
+
+def _scratch() -> str | None:
+    """Where the replicas go: RAM (tmpfs) where there is one, since every commit is
+    fsync'd and a simulation makes hundreds of thousands; else the system's temp dir.
+    They are real SQLite files either way."""
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 
 def _seeded_uuid(rng: random.Random) -> str:

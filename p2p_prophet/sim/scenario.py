@@ -67,6 +67,7 @@ KEYS: dict[str, dict[str, Any]] = {
         "rumor_interval_s": _NUMBER,
         "max_concurrent": int,
         "backoff_cap_s": _NUMBER,
+        "advertise_digests": bool,
     },
     "run": {"max_simulated_s": _NUMBER, "sample_s": _NUMBER, "seeds": int, "plots": bool},
 }

@@ -1,7 +1,6 @@
 """The simulated network: HTTP between in-process peers, with no sockets.
 
-Each request goes through httpx's ASGI transport straight into the target peer's
-:class:`NodeApp`, so every CBOR frame is still encoded, sent as bytes, decoded and
+Each request goes straight into the target peer's :class:`NodeApp` (ASGI), so every CBOR frame is still encoded, sent as bytes, decoded and
 validated exactly as over a real network, and its bytes are counted.
 
 The link model, per link (a default, and overrides for particular links):
@@ -23,8 +22,11 @@ MockClock a simulated hour takes as long as the CPU needs.
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import trio
@@ -76,8 +78,8 @@ class SimNetwork:
     def link(self, a: str, b: str) -> LinkModel:
         return self.links.get(frozenset((a, b)), self.default)
 
-    def transport(self, source: str) -> SimTransport:
-        return SimTransport(self, source)
+    def client(self, source: str) -> SimHttp:
+        return SimHttp(self, source)
 
     def _count(self, source: str, target: str, size: int) -> None:
         self.bytes_total += size
@@ -86,12 +88,42 @@ class SimNetwork:
             self.requests_by_peer[peer] = self.requests_by_peer.get(peer, 0) + 1
 
 
-class SimTransport(httpx.AsyncBaseTransport):
+class SimHttp:
+    """The HTTP client of one simulated peer: hands each request to the target's ASGI
+    app in-process, under the link model.
+
+    It speaks just enough HTTP for :class:`~p2p_prophet.net.client.Peer` (method, path,
+    query, content type, status, body) and skips the rest of a real client's machinery
+    (cookies, redirects, connection pools), which would cost more than the exchange
+    itself and tells a gossip study nothing.  The bodies are the real CBOR streams,
+    byte for byte.
+    """
+
     def __init__(self, network: SimNetwork, source: str) -> None:
         self.network = network
         self.source = source
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, method: str, url: str, *, content: Any = None, params: Any = None, headers: Any = None
+    ) -> AsyncIterator[httpx.Response]:
+        request = httpx.Request(method, url, params=params)
+        body = b""
+        if isinstance(content, bytes):
+            body = content
+        elif content is not None:
+            body = b"".join([chunk async for chunk in content])
+        status, response_headers, answer = await self._send(request, body, headers or {})
+        yield httpx.Response(
+            status, headers=response_headers, stream=httpx.ByteStream(answer), request=request
+        )
+
+    async def aclose(self) -> None:
+        pass
+
+    async def _send(
+        self, request: httpx.Request, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         net = self.network
         source, target = self.source, request.url.host
         net.requests += 1
@@ -105,19 +137,54 @@ class SimTransport(httpx.AsyncBaseTransport):
             net.lost += 1
             await trio.sleep(high)
             raise httpx.ConnectError(f"the request to {target} was lost", request=request)
-        body = await request.aread()
         await trio.sleep(net.rng.uniform(low, high) + link.transfer_s(len(body)))
-        # NodeApp is an ASGI app; httpx types the scope more narrowly than a dict.
-        asgi = httpx.ASGITransport(app=net.apps[target])  # type: ignore[arg-type]
-        response = await asgi.handle_async_request(request)
-        content = await response.aread()
-        await trio.sleep(net.rng.uniform(low, high) + link.transfer_s(len(content)))
-        net._count(source, target, len(body) + len(content))
+        status, response_headers, answer = await _call_asgi(
+            net.apps[target], request, body, headers, source
+        )
+        await trio.sleep(net.rng.uniform(low, high) + link.transfer_s(len(answer)))
+        net._count(source, target, len(body) + len(answer))
         if not net.conditions.reachable(source, target):
             raise httpx.ReadError(f"{target} went away mid-response", request=request)
-        return httpx.Response(
-            response.status_code,
-            headers=response.headers,
-            stream=httpx.ByteStream(content),
-            request=request,
-        )
+        return status, response_headers, answer
+
+
+async def _call_asgi(
+    app: NodeApp, request: httpx.Request, body: bytes, headers: dict[str, str], client: str
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """One HTTP/1.1 request through an ASGI app: the whole body in, the whole answer out."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": request.method,
+        "scheme": "http",
+        "path": request.url.path,
+        "raw_path": request.url.raw_path,
+        "query_string": request.url.query,
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": (client, 0),
+        "server": (request.url.host, 80),
+    }
+    delivered = False
+    status = 500
+    response_headers: list[tuple[bytes, bytes]] = []
+    chunks: list[bytes] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if delivered:
+            await trio.sleep_forever()  # no disconnect while the app still answers
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status, response_headers
+        await trio.lowlevel.checkpoint()
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            response_headers = list(message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(scope, receive, send)  # type: ignore[arg-type]
+    return status, response_headers, b"".join(chunks)
