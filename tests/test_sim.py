@@ -368,3 +368,37 @@ def test_the_small_ready_scenarios_converge(name: str) -> None:
     # One seed each here; bench/sim_scenarios.py runs 20 (figures in simulations/README.md).
     report = simulate(Scenario.load(SIMULATIONS / f"{name}.toml"), seed=11).report
     assert report["converged"] is True, report.get("differing_peers")
+
+
+def test_a_handle_budget_parks_replicas_without_changing_the_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from p2p_prophet.sim import run as run_module
+    from p2p_prophet.sim.handles import HandleBudget
+
+    busy = scenario(
+        workload={"writers": 4, "edits_per_writer": 3, "duration_s": 5, "conflict_rate": 0.3}
+    )
+    free = simulate(busy, seed=9).report
+    budgets: list[HandleBudget] = []
+
+    def tiny(peers: int) -> HandleBudget:
+        budgets.append(HandleBudget(4))  # two replicas' worth for eight peers
+        return budgets[-1]
+
+    monkeypatch.setattr(run_module, "_handle_budget", tiny)
+    parked = simulate(busy, seed=9).report
+    assert without_wall_clock(parked) == without_wall_clock(free)
+    assert budgets[0].opens > 16  # databases really were closed and reopened
+
+
+def test_a_parked_database_reopens_on_use_but_never_mid_transaction(tmp_path: Path) -> None:
+    from p2p_prophet.store import Replica
+
+    replica = Replica.init(tmp_path / "r")
+    replica.create("ticket", {"summary": "x"})
+    assert replica.main.park() and replica.main.parked
+    assert replica.main.count_live() == 1 and not replica.main.parked
+    with replica.main.transaction():
+        assert replica.main.park() is False
+    replica.close()

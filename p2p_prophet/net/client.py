@@ -63,6 +63,7 @@ from p2p_prophet.wire import (
 
 T = TypeVar("T")
 
+
 class HttpClient(Protocol):
     """What :class:`Peer` needs of an HTTP client: httpx's ``AsyncClient``, or the
     simulator's in-memory one."""
@@ -401,9 +402,7 @@ async def fetch_hello(http: HttpClient, url: str, limits: Limits = DEFAULT_LIMIT
     return theirs
 
 
-async def request(
-    http: HttpClient, method: str, url: str, limits: Limits, **options: Any
-) -> bytes:
+async def request(http: HttpClient, method: str, url: str, limits: Limits, **options: Any) -> bytes:
     """One request whose answer is read whole, but never more than the limit allows;
     returns the body of a 200 of ours, else raises what the node refused."""
     if "content" in options:

@@ -39,6 +39,7 @@ from p2p_prophet.sim.disruptions import (
     run_churn,
     run_partition,
 )
+from p2p_prophet.sim.handles import HandleBudget
 from p2p_prophet.sim.peer import Holdings, SimPeer
 from p2p_prophet.sim.scenario import Scenario, ScenarioError, as_range
 from p2p_prophet.sim.theory import run_rounds
@@ -129,12 +130,15 @@ async def _run(scenario: Scenario, root: Path, seed: int, progress: ProgressFn |
     skew_ms = float(scenario.network.get("clock_skew_ms", 0))
     db_uuid = _seeded_uuid(rng)
     holdings = Holdings(len(names))
+    budget = _handle_budget(len(names))
     peers = []
     for name in names:
         # Seeded replica ids: conflicts break ties by origin, so runs repeat only if
         # the ids do.
         ids = (_seeded_uuid(rng), _seeded_uuid(rng))
         replica = Replica.init(root / name, db_uuid=db_uuid, replica_uuids=ids)
+        if budget is not None:
+            budget.watch(replica)
         peers.append(
             SimPeer(
                 name,
@@ -144,7 +148,7 @@ async def _run(scenario: Scenario, root: Path, seed: int, progress: ProgressFn |
                 seed=rng.getrandbits(32),
                 holdings=holdings,
                 clock_skew_s=rng.uniform(-skew_ms, skew_ms) / 1000,
-            advertise_digests=bool(scenario.gossip.get("advertise_digests", True)),
+                advertise_digests=bool(scenario.gossip.get("advertise_digests", True)),
             )
         )
     for a, b in graph.edges:
@@ -279,7 +283,7 @@ def simulate(
         report, graph = run_rounds(scenario, seed)
         report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         return Outcome(report, graph)
-    with _open_files_for(_peer_count(scenario)), _deterministic_trio(seed):
+    with _deterministic_trio(seed):
         clock = trio.testing.MockClock(autojump_threshold=0)
         if root is not None:
             return trio.run(_run, scenario, root, seed, progress, clock=clock)
@@ -299,36 +303,24 @@ def _seeded_uuid(rng: random.Random) -> str:
     return str(uuidlib.UUID(int=rng.getrandbits(128), version=4))
 
 
-def _peer_count(scenario: Scenario) -> int:
-    return int(scenario.topology.get("n", 10))
+FILES_PER_DATABASE = 3  # the database, its -wal and its -shm
+SPARE_FILES = 512
 
 
-FILES_PER_PEER = 8  # two SQLite databases, each with its -wal and -shm, and some slack
-
-
-@contextlib.contextmanager
-def _open_files_for(peers: int) -> Iterator[None]:
-    """Raise the open-file limit as far as needed (and allowed) for ``peers`` replicas."""
+def _handle_budget(peers: int) -> HandleBudget | None:
+    """A budget of open databases when two per peer would not fit the open-file limit
+    (raised to the hard limit first)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = peers * FILES_PER_PEER + 256
-    if want <= soft:
-        yield
-        return
-    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
-    if want > target:
+    if hard != resource.RLIM_INFINITY and soft < hard:
         with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))  # root may raise it
-            target = want
-    if target < want:
-        raise ScenarioError(
-            f"{peers} peers need about {want} open files but the limit is {hard}; "
-            "raise it (ulimit -n) or simulate fewer peers"
-        )
-    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard if hard >= target else target))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    if soft == resource.RLIM_INFINITY or 2 * peers * FILES_PER_DATABASE + SPARE_FILES <= soft:
+        return None
+    room = (soft - SPARE_FILES) // FILES_PER_DATABASE
+    if room < 16:
+        raise ScenarioError(f"the open-file limit ({soft}) leaves no room for replicas")
+    return HandleBudget(room)
 
 
 @contextlib.contextmanager

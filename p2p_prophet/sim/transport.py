@@ -1,7 +1,8 @@
 """The simulated network: HTTP between in-process peers, with no sockets.
 
-Each request goes straight into the target peer's :class:`NodeApp` (ASGI), so every CBOR frame is still encoded, sent as bytes, decoded and
-validated exactly as over a real network, and its bytes are counted.
+Each request goes straight into the target peer's :class:`NodeApp` (ASGI), so every
+CBOR frame is still encoded, sent as bytes, decoded and validated exactly as over a real
+network, and its bytes are counted.
 
 The link model, per link (a default, and overrides for particular links):
 
@@ -186,5 +187,5 @@ async def _call_asgi(
         elif message["type"] == "http.response.body":
             chunks.append(message.get("body", b""))
 
-    await app(scope, receive, send)  # type: ignore[arg-type]
+    await app(scope, receive, send)
     return status, response_headers, b"".join(chunks)

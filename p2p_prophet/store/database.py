@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import urllib.parse
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,13 +59,57 @@ class StoredProp(NamedTuple):
     stamp: Stamp
 
 
+def _connect(path: Path, *, create: bool) -> sqlite3.Connection:
+    # Quoted, so that '#' or '?' in a directory name stay part of the path.
+    uri = f"file:{urllib.parse.quote(str(path))}?mode={'rwc' if create else 'rw'}"
+    try:
+        return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise NotAReplica(f"cannot open {path}: {exc}") from None
+
+
 class Database:
     """A replica database file (schema in :mod:`p2p_prophet.store.schema`)."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        self.conn = conn
+        self._conn: sqlite3.Connection | None = conn
         self.path = path
         self._depth = 0
+        # Called on every use; the simulator's handle budget parks the least recently
+        # used of thousands of replicas (see park).
+        self.on_use: Callable[[Database], None] | None = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The connection, reopened first if the database was parked."""
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = _connect(self.path, create=False)
+            try:
+                self._configure(create=False)
+            except BaseException:
+                conn.close()
+                self._conn = None
+                raise
+        if self.on_use is not None:
+            self.on_use(self)
+        return conn
+
+    def park(self) -> bool:
+        """Close the connection to free its file handles (the next use reopens it);
+        False, doing nothing, while a transaction is open."""
+        conn = self._conn
+        if conn is None:
+            return True
+        if self._depth or conn.in_transaction:
+            return False
+        conn.close()
+        self._conn = None
+        return True
+
+    @property
+    def parked(self) -> bool:
+        return self._conn is None
 
     # -- opening -----------------------------------------------------------------------
 
@@ -79,12 +123,7 @@ class Database:
         """
         if not create and not path.exists():
             raise ReplicaNotFound(f"no replica database at {path}")
-        # Quoted, so that '#' or '?' in a directory name stay part of the path.
-        uri = f"file:{urllib.parse.quote(str(path))}?mode={'rwc' if create else 'rw'}"
-        try:
-            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise NotAReplica(f"cannot open {path}: {exc}") from None
+        conn = _connect(path, create=create)
         db = cls(conn, path)
         try:
             db._configure(create)
@@ -138,7 +177,9 @@ class Database:
             ) from None
 
     def close(self) -> None:
-        self.conn.close()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     # -- transactions ------------------------------------------------------------------
 
