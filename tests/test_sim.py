@@ -402,3 +402,10 @@ def test_a_parked_database_reopens_on_use_but_never_mid_transaction(tmp_path: Pa
     with replica.main.transaction():
         assert replica.main.park() is False
     replica.close()
+
+
+def test_a_topology_in_separate_parts_is_refused_before_it_runs(tmp_path: Path) -> None:
+    (tmp_path / "two.txt").write_text("a b\nc d\n")
+    apart = scenario(topology={"kind": "file", "path": str(tmp_path / "two.txt")})
+    with pytest.raises(ScenarioError, match="falls into 2 separate parts"):
+        simulate(apart)

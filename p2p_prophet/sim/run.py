@@ -107,11 +107,16 @@ def link_models(
         if not attrs.get("bridge") and not {"latency_ms", "loss", "bandwidth_kbps"} & set(attrs):
             continue
         latency = attrs.get("latency_ms")
-        links[frozenset((names[a], names[b]))] = LinkModel(
-            latency_s=base.latency_s if latency is None else as_range(float(latency), 1 / 1000),
-            loss=float(attrs.get("loss", base.loss)),
-            bandwidth_bps=float(attrs.get("bandwidth_kbps", base.bandwidth_bps / 1000)) * 1000,
-        )
+        try:
+            links[frozenset((names[a], names[b]))] = LinkModel(
+                latency_s=base.latency_s if latency is None else as_range(latency, 1 / 1000),
+                loss=float(attrs.get("loss", base.loss)),
+                bandwidth_bps=float(attrs.get("bandwidth_kbps", base.bandwidth_bps / 1000)) * 1000,
+            )
+        except (TypeError, ValueError, IndexError):
+            raise ScenarioError(
+                f"the link {a}-{b} has a bad latency_ms, loss or bandwidth_kbps: {attrs}"
+            ) from None
     return default, links
 
 
@@ -119,6 +124,13 @@ async def _run(scenario: Scenario, root: Path, seed: int, progress: ProgressFn |
     started_wall = time.perf_counter()
     rng = random.Random(seed)
     graph = build_topology(scenario.topology, seed, scenario.base)
+    if not nx.is_connected(graph):
+        parts = nx.number_connected_components(graph)
+        raise ScenarioError(
+            f"the {scenario.topology.get('kind', 'complete')} topology falls into {parts} "
+            "separate parts, so its peers can never converge; use a connected graph "
+            "(for erdos_renyi, a larger p)"
+        )
     names = [f"p{i}" for i in graph.nodes]
     default, links = link_models(scenario.network, graph, names)
     network = SimNetwork(random.Random(rng.random()), default, links)

@@ -69,7 +69,7 @@ KEYS: dict[str, dict[str, Any]] = {
         "backoff_cap_s": _NUMBER,
         "advertise_digests": bool,
     },
-    "run": {"max_simulated_s": _NUMBER, "sample_s": _NUMBER, "seeds": int, "plots": bool},
+    "run": {"max_simulated_s": _NUMBER, "seeds": int, "plots": bool},
 }
 PARTITION_KEYS: dict[str, Any] = {
     "at_s": _NUMBER,

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import networkx as nx
 
+from p2p_prophet.gossip import GossipConfig
 from p2p_prophet.sim import rounds
 from p2p_prophet.sim.scenario import Scenario
 from p2p_prophet.sim.topology import build_topology
@@ -30,7 +31,7 @@ def run_rounds(scenario: Scenario, seed: int) -> tuple[dict[str, Any], nx.Graph]
     complete = graph.number_of_edges() == n * (n - 1) // 2
     neighbours = None if complete else [sorted(graph.neighbors(v)) for v in range(n)]
     protocol = cast(rounds.Protocol, scenario.gossip.get("protocol", "push-pull"))
-    k = int(scenario.gossip.get("k", 1))
+    k = int(scenario.gossip.get("k", GossipConfig().k))
     seeds = int(scenario.run.get("seeds", 1))
     runs = [
         rounds.spread(n, protocol, random.Random(seed + i), k=k, neighbours=neighbours)
