@@ -118,23 +118,21 @@ def conflicts_and_resolutions(peers: list[SimPeer]) -> tuple[int, int]:
 
 def diagnose(peers: list[SimPeer], names_by_origin: dict[str, str]) -> list[dict[str, Any]]:
     """Which peers differ from the union of what anyone holds, and why it may be."""
+    held = [(p.replica.main.tickets(), p.replica.resolutions.tickets()) for p in peers]
     best: dict[str, int] = {}
-    for peer in peers:
-        for origin, seq in peer.replica.main.tickets().items():
-            best[origin] = max(best.get(origin, 0), seq)
     best_res: dict[str, int] = {}
-    for peer in peers:
-        for origin, seq in peer.replica.resolutions.tickets().items():
+    for tickets, res in held:
+        for origin, seq in tickets.items():
+            best[origin] = max(best.get(origin, 0), seq)
+        for origin, seq in res.items():
             best_res[origin] = max(best_res.get(origin, 0), seq)
     report = []
-    for peer in peers:
-        tickets = peer.replica.main.tickets()
+    for peer, (tickets, res) in zip(peers, held, strict=True):
         lacking = {
             names_by_origin.get(o, o): best[o] - tickets.get(o, 0)
             for o in sorted(best)
             if tickets.get(o, 0) < best[o]
         }
-        res = peer.replica.resolutions.tickets()
         lacking_res = sum(best_res[o] - res.get(o, 0) for o in best_res)
         if not lacking and not lacking_res:
             continue

@@ -178,7 +178,8 @@ class SimPeer:
     # -- what it holds ---------------------------------------------------------------------
 
     def observe(self) -> None:
-        """Note the tickets that rose since last time, at the current virtual time."""
+        """Note what this peer holds now: the tickets that rose since last time (at the
+        current virtual time) and, when it advertises one, its digest."""
         now = trio.current_time()
         for origin, seq in self.replica.main.tickets().items():
             old = self._tickets.get(origin, 0)
@@ -186,14 +187,15 @@ class SimPeer:
                 self._tickets[origin] = seq
                 self.holdings.rose(origin, old, seq)
                 self.arrivals.setdefault(origin, []).append((now, seq))
+        if self.advertise_digests:
+            digest = local_digest(self.replica)
+            if digest != self.scheduler.our_digest:
+                self.scheduler.our_digest = digest
+                self._digest_changed.set()
 
-    def _refresh_digest(self) -> None:
-        if not self.advertise_digests:
-            return
-        digest = local_digest(self.replica)
-        if digest != self.scheduler.our_digest:
-            self.scheduler.our_digest = digest
-            self._digest_changed.set()
+    def ticket(self, origin: str) -> int:
+        """This peer's merge ticket for ``origin``, as last observed."""
+        return self._tickets.get(origin, 0)
 
     async def advertise(self) -> None:
         """Publish the digest to the neighbours as it changes, rate-limited like the
@@ -210,12 +212,11 @@ class SimPeer:
     def held_since(self, origin: str, seq: int) -> float | None:
         """The virtual time this peer first held ``origin``'s changeset ``seq``."""
         steps = self.arrivals.get(origin, [])
-        i = bisect_left([s for _, s in steps], seq)
+        i = bisect_left(steps, seq, key=lambda step: step[1])
         return steps[i][0] if i < len(steps) else None
 
     def _news(self) -> None:
         self.observe()
-        self._refresh_digest()
         self.loop.news()
 
     async def _exchange(self, url: str) -> Outcome:
@@ -228,14 +229,12 @@ class SimPeer:
         except ProphetError:
             # A failed exchange may still have kept whole batches it pulled.
             self.observe()
-            self._refresh_digest()
             return Outcome(ok=False)
         self.received += result.pulled.changesets.integrated + result.pushed.changesets.integrated
         self.skipped += result.pulled.changesets.skipped + result.pushed.changesets.skipped
         outcome = outcome_of(result)
         if outcome.received:
             self.observe()
-            self._refresh_digest()
         return outcome
 
     async def aclose(self) -> None:

@@ -168,7 +168,7 @@ async def _run(scenario: Scenario, root: Path, seed: int, progress: ProgressFn |
         peers[b].neighbours.append(peers[a])
     shared = preload(peers, workload.records)
     for peer in peers:
-        peer._refresh_digest()
+        peer.observe()
     hot = max(1, min(workload.hot_records, workload.records))
 
     churn = Churn.from_table(scenario.churn)
@@ -199,7 +199,7 @@ async def _run(scenario: Scenario, root: Path, seed: int, progress: ProgressFn |
             done = apply(edit, writer, shared, hot, edit_rng, serial)
             kinds[done] += 1
             origin = writer.replica.uuid
-            updates.append(metrics.Update(origin, writer._tickets[origin], edit.at))
+            updates.append(metrics.Update(origin, writer.ticket(origin), edit.at))
             last_edit_s = edit.at
 
     async def report_progress() -> None:

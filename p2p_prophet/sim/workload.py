@@ -82,10 +82,8 @@ def preload(peers: list[SimPeer], count: int) -> list[str]:
         uuids = [
             batch.create(RTYPE, {"summary": f"shared {i}", "status": "open"}) for i in range(count)
         ]
-    for peer in peers:
-        if peer is not first:
-            transfer(peer.replica, first.replica)
-        peer.observe()
+    for peer in peers[1:]:
+        transfer(peer.replica, first.replica)
     return uuids
 
 
