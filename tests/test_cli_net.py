@@ -213,11 +213,10 @@ def test_two_served_replicas_keep_each_other_in_sync_by_themselves(
         status = json.loads(cli("-R", str(bob), "peers", "--json").stdout)
         assert status["urls"] == [bob_server.url]
         [known] = status["peers"]
-        assert (known["url"], known["source"], known["state"]) == (
-            alice_server.url,
-            "given",
-            "idle",
-        )
+        assert (known["url"], known["source"]) == (alice_server.url, "given")
+        # Bob gossips every 0.3 s, so the listing may catch him mid-exchange; what
+        # must not show is a peer he is backing off from.
+        assert known["state"] in ("idle", "exchanging")
         assert known["received"] >= 1 and known["sent"] >= 1
         assert alice_server.url in cli("-R", str(bob), "peers").stdout
     finally:
