@@ -20,6 +20,10 @@ wrong types are refused with the file and key named, so a typo never goes unnoti
     max_concurrent = 4
     backoff_base = 1.0            # first wait after a failed exchange, doubling...
     backoff_cap = 300.0           # ...up to this
+
+    [foreign]                     # foreign replicas this one is the gateway of
+    record_type = "ticket"        # the type their items become here
+    read_only = ["fossil:/srv/upstream.fossil"]   # pull only; a push is refused
 """
 
 from __future__ import annotations
@@ -41,6 +45,12 @@ class ConfigError(ProphetError):
 
 
 @dataclass(frozen=True)
+class ForeignConfig:
+    record_type: str = "ticket"
+    read_only: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     host: str = "0.0.0.0"
     port: int = DEFAULT_PORT
@@ -49,6 +59,7 @@ class NodeConfig:
     mdns_interfaces: tuple[str, ...] = ()
     peers: tuple[str, ...] = ()
     gossip: GossipConfig = field(default_factory=GossipConfig)
+    foreign: ForeignConfig = field(default_factory=ForeignConfig)
 
 
 _NODE_TYPES: dict[str, Any] = {
@@ -71,9 +82,9 @@ def load(replica: Path) -> NodeConfig:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    unknown = set(doc) - {"node", "gossip"}
+    unknown = set(doc) - {"node", "gossip", "foreign"}
     if unknown:
-        raise ConfigError(f"{path}: unknown section {sorted(unknown)[0]!r} (node, gossip)")
+        raise ConfigError(f"{path}: unknown section {sorted(unknown)[0]!r} (node, gossip, foreign)")
     node = _section(path, doc, "node", _NODE_TYPES)
     gossip_types = {f.name: type(getattr(GossipConfig(), f.name)) for f in fields(GossipConfig)}
     gossip = _section(path, doc, "gossip", gossip_types)
@@ -82,8 +93,13 @@ def load(replica: Path) -> NodeConfig:
             if not all(isinstance(v, str) for v in node[key]):
                 raise ConfigError(f"{path}: node.{key} must be a list of strings")
             node[key] = tuple(node[key])
+    foreign = _section(path, doc, "foreign", {"record_type": str, "read_only": list})
+    if "read_only" in foreign:
+        if not all(isinstance(v, str) for v in foreign["read_only"]):
+            raise ConfigError(f"{path}: foreign.read_only must be a list of strings")
+        foreign["read_only"] = tuple(foreign["read_only"])
     try:
-        return NodeConfig(**node, gossip=GossipConfig(**gossip))
+        return NodeConfig(**node, gossip=GossipConfig(**gossip), foreign=ForeignConfig(**foreign))
     except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 

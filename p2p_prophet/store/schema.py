@@ -80,6 +80,43 @@ CREATE INDEX conflicts_by_fingerprint ON conflicts (fingerprint);
 CREATE INDEX conflicts_by_record ON conflicts (type, uuid);
 """
 
-MIGRATIONS: tuple[str, ...] = (SCHEMA_V1,)
+# Version 2: the state a gateway keeps for each foreign replica (P9), keyed by that
+# foreign replica's own uuid and never mixed into ``tickets``.  Local to this replica:
+# nothing here is ever sent to a peer.  The tables exist in both files of a replica (one
+# schema for both); only ``replica.db``'s are used.  See p2p_prophet/foreign/state.py.
+SCHEMA_V2 = """
+CREATE TABLE foreign_replicas (
+    uuid      TEXT PRIMARY KEY,
+    kind      TEXT NOT NULL,   -- 'taskwarrior' | 'fossil'
+    location  TEXT NOT NULL    -- where it was last reached (a path)
+) WITHOUT ROWID;
+
+-- What the foreign replica has been given of this replica's log: origin -> origin_seq.
+CREATE TABLE foreign_tickets (
+    foreign_uuid TEXT    NOT NULL REFERENCES foreign_replicas (uuid),
+    origin       TEXT    NOT NULL,
+    seq          INTEGER NOT NULL CHECK (seq >= 0),
+    PRIMARY KEY (foreign_uuid, origin)
+) WITHOUT ROWID;
+
+-- One row per foreign item: which record it is, the version of it last synced (a hash
+-- of its fields; when a push wrote that version, ``pushed`` says so: a later pull sees
+-- the same version and knows the change was ours), and its fields as record
+-- properties at that version (what a pull compares against to find real changes).
+CREATE TABLE foreign_items (
+    foreign_uuid TEXT    NOT NULL REFERENCES foreign_replicas (uuid),
+    foreign_id   TEXT    NOT NULL,
+    record_type  TEXT    NOT NULL,
+    record_uuid  TEXT    NOT NULL,
+    version      TEXT    NOT NULL,
+    seen         BLOB    NOT NULL,   -- canonical CBOR map of the properties
+    pushed       INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (foreign_uuid, foreign_id)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX foreign_items_by_record
+    ON foreign_items (foreign_uuid, record_type, record_uuid);
+"""
+
+MIGRATIONS: tuple[str, ...] = (SCHEMA_V1, SCHEMA_V2)
 
 SCHEMA_VERSION = len(MIGRATIONS)
