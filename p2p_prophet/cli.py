@@ -27,6 +27,10 @@ from p2p_prophet.clock import to_datetime
 from p2p_prophet.config import DEFAULT_PORT, override
 from p2p_prophet.config import load as load_config
 from p2p_prophet.errors import ProphetError, RecordNotFound
+from p2p_prophet.foreign import Adapter, ForeignResult, foreign_adapter, is_foreign
+from p2p_prophet.foreign import clone as foreign_clone
+from p2p_prophet.foreign import pull as foreign_pull
+from p2p_prophet.foreign import push as foreign_push
 from p2p_prophet.model import ChangeSet, Value, check_name, check_value
 from p2p_prophet.net.client import NetworkError, Peer, new_http_client
 from p2p_prophet.net.client import clone as net_clone
@@ -459,8 +463,8 @@ def open_peer(ctx: click.Context, location: str) -> Replica:
     """Open the other side of a path-to-path transfer."""
     if "://" in location:
         raise ProphetError(
-            f"{location}: only http:// and https:// URLs name a node; anything else is a "
-            "replica path"
+            f"{location}: only http:// and https:// URLs name a node, taskwarrior:PATH and "
+            "fossil:PATH a foreign replica; anything else is a replica path"
         )
     replica = Replica.open(Path(location))
     ctx.call_on_close(replica.close)
@@ -476,6 +480,14 @@ def no_force_over_network(command: str, force: bool) -> None:
             f"a node never takes changesets from another database, so {command} has no "
             "--force over the network; `pull --force URL` takes theirs, and their owner "
             "can pull from this replica with --force"
+        )
+
+
+def no_force_foreign(command: str, force: bool) -> None:
+    if force:
+        raise ProphetError(
+            f"--force merges two native databases; a foreign replica has no database id, "
+            f"so {command} takes no --force with one"
         )
 
 
@@ -510,13 +522,51 @@ def report_transfer(verb: str, where: str, result: TransferResult, as_json: bool
     click.echo(", ".join(parts), err=True)
 
 
+def open_foreign(replica_dir: Path | None, location: str) -> Adapter:
+    """The adapter for a foreign location, with the [foreign] settings of the gateway
+    replica's config.toml (none yet when cloning)."""
+    settings = load_config(replica_dir).foreign if replica_dir is not None else None
+    if settings is None:
+        return foreign_adapter(location)
+    return foreign_adapter(location, record_type=settings.record_type, read_only=settings.read_only)
+
+
+def report_foreign(verb: str, where: str, result: ForeignResult, as_json: bool) -> None:
+    if as_json:
+        emit_json(result.to_json())
+        return
+    click.echo(
+        f"{verb} {where}: {result.created} created, {result.updated} updated, "
+        f"{result.deleted} deleted, {result.unchanged} unchanged",
+        err=True,
+    )
+    for why in result.skipped:
+        click.echo(f"  left alone: {why}", err=True)
+
+
 @cli.command()
 @click.argument("source", metavar="SOURCE")
 @click.argument("path", type=click.Path(path_type=Path))
 @json_option
 @click.pass_context
 def clone(ctx: click.Context, source: str, path: Path, as_json: bool) -> None:
-    """Create a replica at PATH holding everything SOURCE has."""
+    """Create a replica at PATH holding everything SOURCE has.
+
+    SOURCE is a replica path, a node's http(s):// URL, or a foreign replica
+    (taskwarrior:PATH, fossil:PATH): then PATH is a new database, with this
+    replica as the foreign one's gateway."""
+    if is_foreign(source):
+        adapter = open_foreign(None, source)
+        replica, pulled = foreign_clone(adapter, path)
+        ctx.call_on_close(replica.close)
+        if as_json:
+            emit_json(
+                {"replica_uuid": replica.uuid, "db_uuid": replica.db_uuid, **pulled.to_json()}
+            )
+        else:
+            click.echo(replica.uuid)
+            report_foreign("cloned", f"from {source}", pulled, False)
+        return
     if is_url(source):
         replica, result = trio.run(_clone_from_node, source, path, as_json)
     else:
@@ -536,8 +586,18 @@ def clone(ctx: click.Context, source: str, path: Path, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def pull(ctx: click.Context, source: str, force: bool, as_json: bool) -> None:
-    """Integrate what SOURCE has that this replica lacks."""
+    """Integrate what SOURCE has that this replica lacks (SOURCE: a replica path, a
+    node's URL, or taskwarrior:PATH / fossil:PATH)."""
     replica = open_replica(ctx)
+    if is_foreign(source):
+        no_force_foreign("pull", force)
+        report_foreign(
+            "pulled",
+            f"from {source}",
+            foreign_pull(replica, open_foreign(replica.path, source)),
+            as_json,
+        )
+        return
     if is_url(source):
         result = with_node(replica, source, as_json, lambda peer: peer.pull(force=force))
     else:
@@ -552,8 +612,18 @@ def pull(ctx: click.Context, source: str, force: bool, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def push(ctx: click.Context, target: str, force: bool, as_json: bool) -> None:
-    """Give TARGET what this replica has that it lacks."""
+    """Give TARGET what this replica has that it lacks (TARGET: a replica path, a
+    node's URL, or taskwarrior:PATH / fossil:PATH)."""
     replica = open_replica(ctx)
+    if is_foreign(target):
+        no_force_foreign("push", force)
+        report_foreign(
+            "pushed",
+            f"to {target}",
+            foreign_push(replica, open_foreign(replica.path, target)),
+            as_json,
+        )
+        return
     if is_url(target):
         no_force_over_network("push", force)
         result = with_node(replica, target, as_json, lambda peer: peer.push())
@@ -571,6 +641,20 @@ def push(ctx: click.Context, target: str, force: bool, as_json: bool) -> None:
 def sync_(ctx: click.Context, peer: str, force: bool, as_json: bool) -> None:
     """Pull from PEER, then push to it: afterwards both hold the same changesets."""
     replica = open_replica(ctx)
+    if is_foreign(peer):
+        no_force_foreign("sync", force)
+        adapter = open_foreign(replica.path, peer)
+        got = foreign_pull(replica, adapter)
+        gave = None if adapter.read_only else foreign_push(replica, adapter)
+        if as_json:
+            emit_json({"pulled": got.to_json(), "pushed": None if gave is None else gave.to_json()})
+        else:
+            report_foreign("pulled", f"from {peer}", got, False)
+            if gave is None:
+                click.echo(f"not pushed: {peer} is read-only (config.toml [foreign])", err=True)
+            else:
+                report_foreign("pushed", f"to {peer}", gave, False)
+        return
     if is_url(peer):
         no_force_over_network("sync", force)
         both = with_node(replica, peer, as_json, lambda node: node.sync())

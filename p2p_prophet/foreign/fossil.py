@@ -149,7 +149,16 @@ class Fossil:
 
     def _fossil(self, *args: str, what: str, stdin: str | None = None) -> str:
         argv = ["fossil", *args, "-R", self.location]
-        return run(argv, what=what, package="fossil", stdin=stdin)
+        try:
+            return run(argv, what=what, package="fossil", stdin=stdin)
+        except ForeignError as exc:
+            if "determine user" in str(exc) or "no such user" in str(exc):
+                raise ForeignError(
+                    f"{exc} (Fossil records who makes each change: set USER to one of "
+                    f"`fossil user list -R {self.location}`, or make one the default with "
+                    "`fossil user default`)"
+                ) from None
+            raise
 
 
 def _item(row: dict[str, Any]) -> Item:

@@ -115,7 +115,7 @@ class Taskwarrior:
             "status": "pending",
             "entry": datetime.now(UTC).strftime(STAMP),
         }
-        _apply(task, props, record_uuid)
+        _apply(task, {"summary": props.get("summary"), **props}, record_uuid)
         return self._import(task)
 
     def update(self, item: Item, changed: Mapping[str, Value]) -> Item:
