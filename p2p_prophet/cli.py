@@ -980,7 +980,7 @@ def simulate(scenario: Path, seed: int | None, out: Path | None, no_plots: bool)
 
     loaded = Scenario.load(scenario)
     with simulation_bar() as progress:
-        outcome = run_simulation(loaded, seed=seed, progress=progress)
+        outcome = run_simulation(loaded, seed=seed, progress=progress, interruptible=True)
     report = outcome.report
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -996,6 +996,12 @@ def simulate(scenario: Path, seed: int | None, out: Path | None, no_plots: bool)
         )
     if report.get("mode") == "rounds":
         return  # the model's residue is a measurement (rumor), not a failure
+    if report["interrupted"]:
+        raise ProphetError(
+            f"interrupted after {report['simulated_s']} simulated seconds, with "
+            f"{report['held_fraction']:.1%} of the changesets where they belong; the report "
+            "above covers the run so far"
+        )
     if not report["converged"]:
         lines = [
             f"  {d.get('peer', '?')}: lacks {d.get('lacks_changesets_from', {})}"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -97,6 +99,28 @@ def test_a_partition_that_never_heals_is_reported_with_who_lacks_what() -> None:
     differing = report["differing_peers"]
     assert differing and all(d["lacks_changesets_from"] for d in differing)
     assert any("backing off" in why for d in differing for why in d["why"])
+
+
+def test_ctrl_c_ends_a_run_early_and_still_reports_on_it() -> None:
+    split = scenario(
+        network={"partitions": [{"at_s": 0, "nodes": [0, 1, 2, 3]}]},
+        run={"max_simulated_s": 3600},
+    )
+    calls = 0
+
+    def progress(simulated_s: float, held: float, limit: float) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 5:  # a person presses Ctrl-C a few simulated seconds in
+            os.kill(os.getpid(), signal.SIGINT)
+
+    report = simulate(split, seed=3, progress=progress, interruptible=True).report
+    assert report["interrupted"] is True and report["converged"] is False
+    assert 3 <= report["simulated_s"] < 10  # stopped there, not at the 3600 s limit
+    assert 0 < report["held_fraction"] < 1
+    assert report["differing_peers"] and report["exchanges"] > 0
+    # Without the flag (a library caller), the same run goes on to its limit.
+    assert simulate(split, seed=3, progress=None).report["interrupted"] is False
 
 
 def test_sleeping_laptops_catch_up_when_they_wake() -> None:

@@ -18,6 +18,7 @@ import contextlib
 import os
 import random
 import resource
+import signal
 import tempfile
 import time
 import uuid as uuidlib
@@ -120,7 +121,9 @@ def link_models(
     return default, links
 
 
-async def _run(scenario: Scenario, root: Path, seed: int, progress: ProgressFn | None) -> Outcome:
+async def _run(
+    scenario: Scenario, root: Path, seed: int, progress: ProgressFn | None, interruptible: bool
+) -> Outcome:
     started_wall = time.perf_counter()
     rng = random.Random(seed)
     graph = build_topology(scenario.topology, seed, scenario.base)
@@ -217,7 +220,21 @@ async def _run(scenario: Scenario, root: Path, seed: int, progress: ProgressFn |
         for partition in partitions:
             nursery.start_soon(run_partition, network.conditions, partition, start)
         nursery.start_soon(report_progress)
-        with trio.move_on_at(start + max_s):
+        interrupted = False
+        with trio.move_on_at(start + max_s) as running:
+            if interruptible:
+
+                async def stop_on_ctrl_c() -> None:
+                    # Ctrl-C ends the run where it is and still reports on it: a long
+                    # study stopped by hand keeps its figures.
+                    nonlocal interrupted
+                    with trio.open_signal_receiver(signal.SIGINT) as signals:
+                        async for _ in signals:
+                            interrupted = True
+                            running.cancel()
+                            return
+
+                nursery.start_soon(stop_on_ctrl_c)
             await play()
             while True:
                 if holdings.missing == 0 and metrics.converged(peers):
@@ -243,6 +260,8 @@ async def _run(scenario: Scenario, root: Path, seed: int, progress: ProgressFn |
     report: dict[str, Any] = {
         "mode": "async",
         "converged": ok,
+        "interrupted": interrupted,
+        "held_fraction": round(holdings.held_fraction, 6),
         "convergence_s": None if convergence_s is None else round(convergence_s, 3),
         "settle_s": None if convergence_s is None else round(convergence_s - last_edit_s, 3),
         "rounds": round((sum(p.scheduler.rounds for p in peers) - rounds_at_start) / n, 2),
@@ -287,9 +306,13 @@ def simulate(
     seed: int | None = None,
     root: Path | None = None,
     progress: ProgressFn | None = None,
+    interruptible: bool = False,
 ) -> Outcome:
     """Run ``scenario`` on virtual time (see docs/simulation.md); in rounds mode, run
-    the synchronous-rounds model instead (``theory.py``)."""
+    the synchronous-rounds model instead (``theory.py``).
+
+    With ``interruptible`` (the main thread only), Ctrl-C ends the run early and the
+    report covers what ran, with ``interrupted`` true; a second Ctrl-C stops at once."""
     seed = scenario.seed if seed is None else seed
     if scenario.mode == "rounds":
         report, graph = run_rounds(scenario, seed)
@@ -298,9 +321,9 @@ def simulate(
     with _deterministic_trio(seed):
         clock = trio.testing.MockClock(autojump_threshold=0)
         if root is not None:
-            return trio.run(_run, scenario, root, seed, progress, clock=clock)
+            return trio.run(_run, scenario, root, seed, progress, interruptible, clock=clock)
         with tempfile.TemporaryDirectory(prefix="p2p-sim-", dir=_scratch()) as tmp:
-            return trio.run(_run, scenario, Path(tmp), seed, progress, clock=clock)
+            return trio.run(_run, scenario, Path(tmp), seed, progress, interruptible, clock=clock)
 
 
 def _scratch() -> str | None:
