@@ -482,3 +482,19 @@ def test_foreign_locations_are_parsed_and_checked(tmp_path: Path) -> None:
     assert Taskwarrior(str(tmp_path)).uuid == Taskwarrior(f"{tmp_path}/../{tmp_path.name}").uuid
     bad = cli("-R", str(tmp_path / "r"), "pull", "taskwarrior:/nonexistent/tasks", check=False)
     assert bad.returncode == 1 and "no replica" in bad.stderr  # the gateway must exist first
+
+
+def test_a_second_gateway_of_the_same_database_adopts_the_tasks_the_first_pushed(
+    tasks: Path, tmp_path: Path
+) -> None:
+    alice_path, bob_path = tmp_path / "alice", tmp_path / "bob"
+    cli("clone", f"taskwarrior:{tasks}", str(alice_path))
+    cli("-R", str(alice_path), "create", "ticket", "summary=Made by Alice")
+    cli("-R", str(alice_path), "push", f"taskwarrior:{tasks}")
+    cli("clone", str(alice_path), str(bob_path))  # a native replica of Alice's database
+    pulled = json.loads(cli("-R", str(bob_path), "pull", f"taskwarrior:{tasks}", "--json").stdout)
+    assert (pulled["created"], pulled["unchanged"]) == (0, 4)
+    with Replica.open(bob_path) as bob:
+        assert len(list(bob.main.live_records("ticket"))) == 4
+        assert push(bob, Taskwarrior(str(tasks))).created == 0
+    assert len(exported(tasks)) == 4

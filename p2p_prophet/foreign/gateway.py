@@ -75,9 +75,19 @@ def pull(replica: Replica, adapter: Adapter) -> ForeignResult:
                     if item.deleted:
                         continue  # deleted before we ever saw it: nothing to bring
                     rtype = adapter.record_type
-                    record_uuid = _new_record_uuid(replica, adapter, item)
-                    batch.create(rtype, props, record_uuid)
-                    result.created += 1
+                    if is_uuid(item.foreign_id) and replica.main.find_record(
+                        rtype, item.foreign_id
+                    ):
+                        # A task another gateway of this database pushed, under the
+                        # record's own uuid: the same record, not a new one.  Take the
+                        # task as it is for what both sides agree on; a push then sends
+                        # whatever the record has that is newer.
+                        record_uuid = item.foreign_id
+                        result.unchanged += 1
+                    else:
+                        record_uuid = item.foreign_id if is_uuid(item.foreign_id) else new_uuid()
+                        batch.create(rtype, props, record_uuid)
+                        result.created += 1
                 else:
                     rtype, record_uuid = before.record_type, before.record_uuid
                     row = replica.main.find_record(rtype, record_uuid)
@@ -180,18 +190,6 @@ def _changes(seen: dict[str, Value], now: dict[str, Value]) -> dict[str, Value]:
     }
     changed.update({name: None for name in seen if name not in now})
     return changed
-
-
-def _new_record_uuid(replica: Replica, adapter: Adapter, item: Item) -> str:
-    """A record uuid for an item seen for the first time: its own uuid where the store
-    uses uuids and no record has it yet (a task pushed from here and pulled back is then
-    the same record), else a new one."""
-    if (
-        is_uuid(item.foreign_id)
-        and replica.main.find_record(adapter.record_type, item.foreign_id) is None
-    ):
-        return item.foreign_id
-    return new_uuid()
 
 
 def _live_props(replica: Replica, rtype: str, record_uuid: str) -> dict[str, Value]:
