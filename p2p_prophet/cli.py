@@ -528,7 +528,12 @@ def open_foreign(replica_dir: Path | None, location: str) -> Adapter:
     settings = load_config(replica_dir).foreign if replica_dir is not None else None
     if settings is None:
         return foreign_adapter(location)
-    return foreign_adapter(location, record_type=settings.record_type, read_only=settings.read_only)
+    return foreign_adapter(
+        location,
+        record_type=settings.record_type,
+        read_only=settings.read_only,
+        base=replica_dir,
+    )
 
 
 def report_foreign(verb: str, where: str, result: ForeignResult, as_json: bool) -> None:

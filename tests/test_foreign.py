@@ -150,7 +150,14 @@ def test_bob_clones_from_taskwarrior_pulls_fossil_and_pushes_each_task_to_fossil
     titles = sorted(t["title"] for t in tickets(repo))
     assert titles == ["Buy milk", "Call the plumber", "Crash on start", "Write the report"]
     again = json.loads(cli("-R", str(bob_path), "pull", f"fossil:{repo}", "--json").stdout)
-    assert again == {"created": 0, "updated": 0, "deleted": 0, "unchanged": 4, "skipped": []}
+    assert again == {
+        "created": 0,
+        "updated": 0,
+        "deleted": 0,
+        "unchanged": 1,  # Fossil's own ticket
+        "ours": 3,  # the tickets our push wrote, known as ours: no echo
+        "skipped": [],
+    }
     with Replica.open(bob_path) as bob:
         assert len(list(bob.main.live_records("ticket"))) == 4
         # P9: the push wrote Fossil's tickets only.
@@ -407,14 +414,14 @@ def test_corrupt_stores_are_clear_errors_and_change_nothing(
     refused(gateway, lambda: pull(gateway, Fossil(str(missing))), "no Fossil repository")
 
 
-def test_a_task_taskwarrior_refuses_is_named_and_the_state_is_unchanged(
+def test_a_task_taskwarrior_cannot_take_is_named_and_the_state_is_unchanged(
     gateway: Replica, tasks: Path
 ) -> None:
     tw = Taskwarrior(str(tasks))
     push(gateway, tw)  # the pending edit goes first
     bad = gateway.create("ticket", {"summary": "Someday", "due": "next blursday"})
     listed = exported(tasks)
-    message = refused(gateway, lambda: push(gateway, tw), bad, "task")
+    message = refused(gateway, lambda: push(gateway, tw), bad, "not a date", "next blursday")
     assert "Someday" not in {t["description"] for t in exported(tasks)}
     assert len(exported(tasks)) == len(listed)
     # Fixed here, the next push takes it.
@@ -439,6 +446,7 @@ class Breaking:
         self.inner = inner
         self.kind, self.location = inner.kind, inner.location
         self.record_type, self.read_only = inner.record_type, inner.read_only
+        self.properties, self.purges = inner.properties, inner.purges
         self.uuid = inner.uuid
         self.mapped = 0
 
@@ -493,8 +501,54 @@ def test_a_second_gateway_of_the_same_database_adopts_the_tasks_the_first_pushed
     cli("-R", str(alice_path), "push", f"taskwarrior:{tasks}")
     cli("clone", str(alice_path), str(bob_path))  # a native replica of Alice's database
     pulled = json.loads(cli("-R", str(bob_path), "pull", f"taskwarrior:{tasks}", "--json").stdout)
-    assert (pulled["created"], pulled["unchanged"]) == (0, 4)
+    # The same four records: Alice's own has its status filled in from the task.
+    assert pulled["created"] == 0 and pulled["updated"] + pulled["unchanged"] == 4
     with Replica.open(bob_path) as bob:
         assert len(list(bob.main.live_records("ticket"))) == 4
         assert push(bob, Taskwarrior(str(tasks))).created == 0
     assert len(exported(tasks)) == 4
+
+
+def test_an_adopted_task_changed_in_taskwarrior_keeps_that_change(
+    tasks: Path, tmp_path: Path
+) -> None:
+    alice_path, bob_path = tmp_path / "alice", tmp_path / "bob"
+    cli("clone", f"taskwarrior:{tasks}", str(alice_path))
+    cli("clone", str(alice_path), str(bob_path))
+    milk = next(t["uuid"] for t in exported(tasks) if t["description"] == "Buy milk")
+    time.sleep(1.1)  # Taskwarrior's modification times count whole seconds
+    task(tasks, milk, "done")
+    cli("-R", str(bob_path), "pull", f"taskwarrior:{tasks}")  # Bob meets the list first
+    cli("-R", str(bob_path), "push", f"taskwarrior:{tasks}")
+    assert show(bob_path, milk)["status"] == "closed"
+    assert [t["status"] for t in exported(tasks) if t["uuid"] == milk] == ["completed"]
+
+
+def test_a_fossil_clone_lacking_a_ticket_deletes_nothing(
+    tasks: Path, repo: Path, tmp_path: Path
+) -> None:
+    bob, _ = clone(Taskwarrior(str(tasks)), tmp_path / "bob")
+    older = tmp_path / "older.fossil"
+    shutil.copy(repo, older)  # same project code: the same foreign replica, behind
+    with bob:
+        push(bob, Fossil(str(repo)))
+        result = pull(bob, Fossil(str(older)))
+        assert result.deleted == 0
+        assert len(list(bob.main.live_records("ticket"))) == 4
+
+
+def test_a_clone_from_a_broken_store_leaves_nothing_behind(tmp_path: Path) -> None:
+    target = tmp_path / "bob"
+    failed = cli("clone", f"taskwarrior:{tmp_path / 'nowhere'}", str(target), check=False)
+    assert failed.returncode == 1 and "no Taskwarrior data directory" in failed.stderr
+    assert not target.exists()
+
+
+def test_read_only_paths_in_the_config_are_relative_to_the_replica(
+    repo: Path, tmp_path: Path
+) -> None:
+    bob = tmp_path / "bob"
+    cli("-R", str(bob), "init")
+    (bob / "config.toml").write_text('[foreign]\nread_only = ["fossil:../tracker.fossil"]\n')
+    refused = cli("-R", str(bob), "push", f"fossil:{repo}", check=False)
+    assert refused.returncode == 1 and "read-only" in refused.stderr

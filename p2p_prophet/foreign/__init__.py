@@ -38,20 +38,27 @@ def is_foreign(location: str) -> bool:
 
 
 def foreign_adapter(
-    location: str, *, record_type: str = "ticket", read_only: tuple[str, ...] = ()
+    location: str,
+    *,
+    record_type: str = "ticket",
+    read_only: tuple[str, ...] = (),
+    base: Path | None = None,
 ) -> Adapter:
     """The adapter for ``location``; ``read_only`` lists locations (``kind:PATH``) never
-    to push to, compared after resolving the paths."""
+    to push to, compared after resolving the paths (relative ones in ``read_only``
+    from ``base``: the directory of the config that lists them)."""
     kind, _, path = location.partition(":")
     if kind not in KINDS or not path:
         raise ForeignError(
             f"{location}: a foreign replica is named taskwarrior:PATH or fossil:PATH"
         )
     resolved = Path(path).expanduser().resolve()
-    frozen = any(
-        other.partition(":")[0] == kind
-        and Path(other.partition(":")[2]).expanduser().resolve() == resolved
-        for other in read_only
-    )
+    frozen = False
+    for other in read_only:
+        other_kind, _, other_path = other.partition(":")
+        listed = Path(other_path).expanduser()
+        if base is not None and not listed.is_absolute():
+            listed = base / listed
+        frozen = frozen or (other_kind == kind and listed.resolve() == resolved)
     adapter: Adapter = KINDS[kind](path, record_type=record_type, read_only=frozen)
     return adapter

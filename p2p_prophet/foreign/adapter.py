@@ -32,11 +32,14 @@ class ForeignError(ProphetError):
 class Item:
     """One item of a foreign store as it is now.  ``fields``: the store's own fields
     (JSON values), without the ones that change by themselves (Taskwarrior's urgency and
-    display id).  ``deleted``: the store marks it deleted (it may still list it)."""
+    display id).  ``deleted``: the store marks it deleted (it may still list it).
+    ``modified_ms``: the wall-clock time (Unix ms) of its last change, if the store
+    keeps one."""
 
     foreign_id: str
     fields: Mapping[str, Any]
     deleted: bool = False
+    modified_ms: int | None = None  # when it last changed, where the store says
 
     @property
     def version(self) -> str:
@@ -53,6 +56,8 @@ class Adapter(Protocol):
     location: str
     record_type: str
     read_only: bool
+    properties: frozenset[str]  # the record properties the mapping knows
+    purges: bool  # an item can vanish from the store (then its record is deleted)
 
     @property
     def uuid(self) -> str: ...

@@ -48,6 +48,12 @@ ADDED = re.compile(r"ticket add succeeded for ([0-9a-f]{40,64})")
 
 class Fossil:
     kind = "fossil"
+    properties = frozenset(
+        {"summary", "status", "priority", "type", "severity", "resolution", "subsystem", "foundin"}
+    )
+    # Fossil never deletes a ticket; one missing from a listing is a clone (same project
+    # code, same foreign replica) that has not got it yet, not a deletion.
+    purges = False
 
     def __init__(self, location: str, *, record_type: str = "ticket", read_only: bool = False):
         self.path = Path(location).expanduser().resolve()
@@ -170,9 +176,9 @@ def _fields(props: Mapping[str, Value], *, clear: bool = False) -> dict[str, str
     """Fossil's fields for ``props``; with ``clear``, None values become empty fields."""
     fields: dict[str, str] = {}
     for name, value in props.items():
+        if name not in Fossil.properties:
+            continue  # not mapped (a property named "title" is not the title)
         column = "title" if name == "summary" else name
-        if column not in COLUMNS or column == "tkt_uuid" or column == "tkt_mtime":
-            continue
         if value is None:
             if clear:
                 fields[column] = ""

@@ -20,14 +20,17 @@ only its own edits: the foreign state is separate (P9).
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from p2p_prophet.clock import unpack
 from p2p_prophet.foreign.adapter import Adapter, ForeignError, Item
 from p2p_prophet.foreign.state import ForeignState, KnownItem
 from p2p_prophet.model import ChangeSet, Value, is_uuid, new_uuid, same_value
 from p2p_prophet.store import Replica
+from p2p_prophet.store.database import StoredProp
 
 READ_CHUNK = 500
 
@@ -40,6 +43,7 @@ class ForeignResult:
     updated: int = 0
     deleted: int = 0
     unchanged: int = 0
+    ours: int = 0  # pull: items left as our own push wrote them (not echoed back)
     skipped: list[str] = field(default_factory=list)  # why some items were left alone
 
     def to_json(self) -> dict[str, Any]:
@@ -48,6 +52,7 @@ class ForeignResult:
             "updated": self.updated,
             "deleted": self.deleted,
             "unchanged": self.unchanged,
+            "ours": self.ours,
             "skipped": self.skipped,
         }
 
@@ -68,22 +73,26 @@ def pull(replica: Replica, adapter: Adapter) -> ForeignResult:
             for item in items:
                 before = known.get(item.foreign_id)
                 if before is not None and before.version == item.version:
-                    result.unchanged += 1
+                    if before.pushed:
+                        result.ours += 1  # our own push wrote this version: no echo
+                    else:
+                        result.unchanged += 1
                     continue
                 props = adapter.to_props(item)
                 if before is None:
                     if item.deleted:
                         continue  # deleted before we ever saw it: nothing to bring
                     rtype = adapter.record_type
-                    if is_uuid(item.foreign_id) and replica.main.find_record(
-                        rtype, item.foreign_id
-                    ):
+                    adopted = _adoptable(replica, rtype, item)
+                    if adopted is not None:
                         # A task another gateway of this database pushed, under the
-                        # record's own uuid: the same record, not a new one.  Take the
-                        # task as it is for what both sides agree on; a push then sends
-                        # whatever the record has that is newer.
+                        # record's own uuid: the same record, not a new one.
                         record_uuid = item.foreign_id
-                        result.unchanged += 1
+                        newer = _newer_there(adopted, props, item, adapter.properties)
+                        if newer and batch.update(rtype, record_uuid, newer):
+                            result.updated += 1
+                        else:
+                            result.unchanged += 1
                     else:
                         record_uuid = item.foreign_id if is_uuid(item.foreign_id) else new_uuid()
                         batch.create(rtype, props, record_uuid)
@@ -110,7 +119,7 @@ def pull(replica: Replica, adapter: Adapter) -> ForeignResult:
                 state.remember(
                     item.foreign_id, rtype, record_uuid, item.version, props, pushed=False
                 )
-            for gone in sorted(set(known) - listed):
+            for gone in sorted(set(known) - listed) if adapter.purges else ():
                 # Purged from the store (Taskwarrior's `purge`): the record goes too.
                 before = known[gone]
                 row = replica.main.find_record(before.record_type, before.record_uuid)
@@ -136,6 +145,7 @@ def push(replica: Replica, adapter: Adapter) -> ForeignResult:
         row = db.find_record(rtype, record_uuid)
         live = row is not None and row.live
         props = {} if row is None or not live else _live_props(replica, rtype, record_uuid)
+        props = {name: value for name, value in props.items() if name in adapter.properties}
         known = by_record.get((rtype, record_uuid))
         current = None if known is None else items.get(known.foreign_id)
         if known is None or current is None:
@@ -171,12 +181,15 @@ def push(replica: Replica, adapter: Adapter) -> ForeignResult:
 
 
 def clone(source: Adapter, path: Path) -> tuple[Replica, ForeignResult]:
-    """A new replica (a new database) at ``path`` holding what ``source`` holds."""
+    """A new replica (a new database) at ``path`` holding what ``source`` holds.  If
+    ``source`` cannot be read, nothing is left at ``path``."""
+    source.items()  # a missing program or a broken store fails before anything exists
     replica = Replica.init(path)
     try:
         return replica, pull(replica, source)
     except BaseException:
         replica.close()
+        shutil.rmtree(path, ignore_errors=True)
         raise
 
 
@@ -192,6 +205,37 @@ def _changes(seen: dict[str, Value], now: dict[str, Value]) -> dict[str, Value]:
     return changed
 
 
+def _adoptable(replica: Replica, rtype: str, item: Item) -> dict[str, StoredProp] | None:
+    """The stored properties of the record ``item`` already is (a store using our
+    uuids, where another gateway put it), or None."""
+    if not is_uuid(item.foreign_id):
+        return None
+    row = replica.main.find_record(rtype, item.foreign_id)
+    if row is None or not row.live:
+        return None
+    return replica.main.props(row.rid)
+
+
+def _newer_there(
+    stored: dict[str, StoredProp], there: dict[str, Value], item: Item, names: frozenset[str]
+) -> dict[str, Value]:
+    """Where an adopted item and its record differ, the item's values that were written
+    after the record's (wall-clock time of the item's last change against each
+    property's stamp: the larger wins, as between native replicas).  An item with no
+    time of its own wins nowhere: the record's values stay, and a push sends them."""
+    if item.modified_ms is None:
+        return {}
+    newer: dict[str, Value] = {}
+    for name in sorted(names):
+        mine = stored.get(name)
+        if same_value(None if mine is None else mine.value, there.get(name)):
+            continue
+        written_ms = 0 if mine is None else unpack(mine.stamp.hlc)[0]
+        if item.modified_ms > written_ms:
+            newer[name] = there.get(name)
+    return newer
+
+
 def _live_props(replica: Replica, rtype: str, record_uuid: str) -> dict[str, Value]:
     row = replica.main.find_record(rtype, record_uuid)
     assert row is not None
@@ -199,7 +243,8 @@ def _live_props(replica: Replica, rtype: str, record_uuid: str) -> dict[str, Val
 
 
 def _touched(replica: Replica, tickets: dict[str, int], rtype: str) -> list[tuple[str, str]]:
-    """The records of ``rtype`` changed by changesets above ``tickets``, in order."""
+    """The records of ``rtype`` changed by changesets above ``tickets``, sorted by
+    type and uuid."""
     touched: set[tuple[str, str]] = set()
     for origin in replica.main.tickets():
         for row in replica.main.origin_run(origin, tickets.get(origin, 0), READ_CHUNK):

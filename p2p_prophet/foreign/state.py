@@ -111,12 +111,6 @@ class ForeignState:
             )
 
 
-def known_foreign_replicas(db: Database) -> list[tuple[str, str, str]]:
-    """(uuid, kind, location) of every foreign replica this gateway has synced with."""
-    rows = db.conn.execute("SELECT uuid, kind, location FROM foreign_replicas ORDER BY kind, uuid")
-    return [tuple(r) for r in rows.fetchall()]
-
-
 def _known(row: tuple[str, str, str, str, bytes, int]) -> KnownItem:
     foreign_id, rtype, ruuid, version, seen, pushed = row
     return KnownItem(foreign_id, rtype, ruuid, version, cbor2.loads(seen), bool(pushed))

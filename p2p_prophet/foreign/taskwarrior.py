@@ -16,12 +16,16 @@ record property    Taskwarrior
 summary            description (required: a task without one is refused)
 status             pending, waiting, recurring -> "open"; completed -> "closed".
                    Pushing: closed, done, completed, fixed, resolved, rejected,
-                   verified -> completed; anything else -> pending
+                   verified -> completed; anything else makes a completed (or
+                   deleted) task pending again, and leaves a waiting or recurring
+                   task as it is
 (record deleted)   status deleted
 project            project
 priority           H, M, L <-> "high", "medium", "low" (pushing: immediate and
-                   critical -> H, zero -> L; other values are not sent)
-due                due, as ISO 8601 ("2026-12-01T00:00:00Z")
+                   critical -> H, zero -> L; another value is not sent, and the
+                   task keeps its own priority)
+due                due, as ISO 8601 ("2026-12-01T00:00:00Z"); a record whose due
+                   is not an ISO 8601 date is refused, naming it
 tags               tags, as one comma-separated text, sorted
 =================  ===========================================================
 
@@ -60,6 +64,8 @@ STAMP = "%Y%m%dT%H%M%SZ"  # Taskwarrior's date format in JSON
 
 class Taskwarrior:
     kind = "taskwarrior"
+    properties = frozenset({"summary", "status", "project", "priority", "due", "tags"})
+    purges = True  # `task purge` removes deleted tasks for good
 
     def __init__(self, location: str, *, record_type: str = "ticket", read_only: bool = False):
         self.path = Path(location).expanduser().resolve()
@@ -160,7 +166,16 @@ class Taskwarrior:
 
 def _item(task: dict[str, Any]) -> Item:
     fields = {k: v for k, v in task.items() if k not in VOLATILE}
-    return Item(str(task["uuid"]), fields, deleted=task.get("status") == "deleted")
+    modified = None
+    if isinstance(task.get("modified"), str):
+        try:
+            when = datetime.strptime(task["modified"], STAMP).replace(tzinfo=UTC)
+            modified = int(when.timestamp() * 1000)
+        except ValueError:
+            pass
+    return Item(
+        str(task["uuid"]), fields, deleted=task.get("status") == "deleted", modified_ms=modified
+    )
 
 
 def _apply(task: dict[str, Any], props: Mapping[str, Value], uuid: str) -> None:
@@ -182,8 +197,11 @@ def _apply(task: dict[str, Any], props: Mapping[str, Value], uuid: str) -> None:
                 task["status"] = "pending"
                 task.pop("end", None)
         elif name == "priority":
-            code = PRIORITY_OUT.get(value.lower()) if isinstance(value, str) else None
-            _set(task, "priority", code)
+            if value is None:
+                task.pop("priority", None)
+            elif isinstance(value, str) and value.lower() in PRIORITY_OUT:
+                task["priority"] = PRIORITY_OUT[value.lower()]
+            # Another value has no Taskwarrior priority: the task keeps its own.
         elif name == "due":
             _set(task, "due", None if value is None else _stamp(value, uuid))
         elif name == "tags":
@@ -208,10 +226,10 @@ def _iso(stamp: str) -> str:
 
 
 def _stamp(value: Value, uuid: str) -> str:
-    """An ISO 8601 date (or date and time) as Taskwarrior's JSON date; anything else is
-    passed on as it is, for Taskwarrior to judge."""
+    """An ISO 8601 date (or date and time) as Taskwarrior's JSON date.  Taskwarrior's
+    import crashes on anything else, so that is refused here, naming the record."""
     text = str(value)
-    for fmt in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"):
+    for fmt in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"):
         try:
             parsed = datetime.strptime(text, fmt)
         except ValueError:
@@ -219,4 +237,7 @@ def _stamp(value: Value, uuid: str) -> str:
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
         return parsed.astimezone(UTC).strftime(STAMP)
-    return text
+    raise ForeignError(
+        f"record {uuid}: due {text!r} is not a date Taskwarrior can take; use ISO 8601 "
+        "(2026-12-01 or 2026-12-01T09:00:00Z)"
+    )
