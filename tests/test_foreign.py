@@ -552,3 +552,18 @@ def test_read_only_paths_in_the_config_are_relative_to_the_replica(
     (bob / "config.toml").write_text('[foreign]\nread_only = ["fossil:../tracker.fossil"]\n')
     refused = cli("-R", str(bob), "push", f"fossil:{repo}", check=False)
     assert refused.returncode == 1 and "read-only" in refused.stderr
+
+
+def test_a_task_whose_record_was_deleted_here_is_adopted_and_then_deleted(
+    tasks: Path, tmp_path: Path
+) -> None:
+    alice_path, bob_path = tmp_path / "alice", tmp_path / "bob"
+    cli("clone", f"taskwarrior:{tasks}", str(alice_path))
+    cli("clone", str(alice_path), str(bob_path))
+    milk = next(t["uuid"] for t in exported(tasks) if t["description"] == "Buy milk")
+    cli("-R", str(bob_path), "delete", "ticket", milk)
+    pulled = json.loads(cli("-R", str(bob_path), "pull", f"taskwarrior:{tasks}", "--json").stdout)
+    assert pulled["created"] == 0  # not revived, not refused as "already exists"
+    assert show(bob_path, milk) == {}
+    cli("-R", str(bob_path), "push", f"taskwarrior:{tasks}")
+    assert [t["status"] for t in exported(tasks) if t["uuid"] == milk] == ["deleted"]

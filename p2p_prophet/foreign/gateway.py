@@ -30,7 +30,7 @@ from p2p_prophet.foreign.adapter import Adapter, ForeignError, Item
 from p2p_prophet.foreign.state import ForeignState, KnownItem
 from p2p_prophet.model import ChangeSet, Value, is_uuid, new_uuid, same_value
 from p2p_prophet.store import Replica
-from p2p_prophet.store.database import StoredProp
+from p2p_prophet.store.database import RecordRow, StoredProp
 
 READ_CHUNK = 500
 
@@ -86,9 +86,16 @@ def pull(replica: Replica, adapter: Adapter) -> ForeignResult:
                     adopted = _adoptable(replica, rtype, item)
                     if adopted is not None:
                         # A task another gateway of this database pushed, under the
-                        # record's own uuid: the same record, not a new one.
+                        # record's own uuid: the same record, not a new one.  If the
+                        # record is deleted here, delete wins: a push deletes the task.
                         record_uuid = item.foreign_id
-                        newer = _newer_there(adopted, props, item, adapter.properties)
+                        newer = (
+                            _newer_there(
+                                replica.main.props(adopted.rid), props, item, adapter.properties
+                            )
+                            if adopted.live
+                            else {}
+                        )
                         if newer and batch.update(rtype, record_uuid, newer):
                             result.updated += 1
                         else:
@@ -205,15 +212,12 @@ def _changes(seen: dict[str, Value], now: dict[str, Value]) -> dict[str, Value]:
     return changed
 
 
-def _adoptable(replica: Replica, rtype: str, item: Item) -> dict[str, StoredProp] | None:
-    """The stored properties of the record ``item`` already is (a store using our
-    uuids, where another gateway put it), or None."""
+def _adoptable(replica: Replica, rtype: str, item: Item) -> RecordRow | None:
+    """The record ``item`` already is (a store using our uuids, where another gateway
+    of this database put it), live or deleted; None if there is none."""
     if not is_uuid(item.foreign_id):
         return None
-    row = replica.main.find_record(rtype, item.foreign_id)
-    if row is None or not row.live:
-        return None
-    return replica.main.props(row.rid)
+    return replica.main.find_record(rtype, item.foreign_id)
 
 
 def _newer_there(
