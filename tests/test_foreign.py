@@ -45,17 +45,24 @@ def fossil_user(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("USER", FOSSIL_USER)
 
 
-def task(data: Path, *args: str) -> str:
-    """Run the real `task` on the list in ``data``, as a person would."""
+def program(argv: list[str], env: dict[str, str] | None = None, stdin: str | None = None) -> str:
+    """Run a real program as a person would; its output."""
     done = subprocess.run(
-        ["task", "rc.verbose=nothing", "rc.confirmation=off", *args],
-        env={**os.environ, "TASKDATA": str(data), "TASKRC": "/dev/null"},
+        argv,
+        input=stdin,
+        env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         timeout=30,
         check=True,
     )
     return done.stdout
+
+
+def task(data: Path, *args: str) -> str:
+    """The real `task` on the list in ``data``."""
+    env = {"TASKDATA": str(data), "TASKRC": "/dev/null"}
+    return program(["task", "rc.verbose=nothing", "rc.confirmation=off", *args], env)
 
 
 def exported(data: Path) -> list[dict[str, Any]]:
@@ -64,15 +71,8 @@ def exported(data: Path) -> list[dict[str, Any]]:
 
 
 def fossil(repo: Path, *args: str, stdin: str | None = None) -> str:
-    done = subprocess.run(
-        ["fossil", *args, "-R", str(repo)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    return done.stdout
+    """The real `fossil` on the repository ``repo``."""
+    return program(["fossil", *args, "-R", str(repo)], stdin=stdin)
 
 
 def tickets(repo: Path) -> list[dict[str, Any]]:
@@ -509,13 +509,19 @@ def test_a_second_gateway_of_the_same_database_adopts_the_tasks_the_first_pushed
     assert len(exported(tasks)) == 4
 
 
-def test_an_adopted_task_changed_in_taskwarrior_keeps_that_change(
-    tasks: Path, tmp_path: Path
-) -> None:
+def second_gateway(tasks: Path, tmp_path: Path) -> tuple[Path, str]:
+    """Alice clones the list; Bob clones Alice (the same database) and has not met the
+    list yet.  Bob's replica, and the uuid of "Buy milk"."""
     alice_path, bob_path = tmp_path / "alice", tmp_path / "bob"
     cli("clone", f"taskwarrior:{tasks}", str(alice_path))
     cli("clone", str(alice_path), str(bob_path))
-    milk = next(t["uuid"] for t in exported(tasks) if t["description"] == "Buy milk")
+    return bob_path, next(t["uuid"] for t in exported(tasks) if t["description"] == "Buy milk")
+
+
+def test_an_adopted_task_changed_in_taskwarrior_keeps_that_change(
+    tasks: Path, tmp_path: Path
+) -> None:
+    bob_path, milk = second_gateway(tasks, tmp_path)
     time.sleep(1.1)  # Taskwarrior's modification times count whole seconds
     task(tasks, milk, "done")
     cli("-R", str(bob_path), "pull", f"taskwarrior:{tasks}")  # Bob meets the list first
@@ -557,10 +563,7 @@ def test_read_only_paths_in_the_config_are_relative_to_the_replica(
 def test_a_task_whose_record_was_deleted_here_is_adopted_and_then_deleted(
     tasks: Path, tmp_path: Path
 ) -> None:
-    alice_path, bob_path = tmp_path / "alice", tmp_path / "bob"
-    cli("clone", f"taskwarrior:{tasks}", str(alice_path))
-    cli("clone", str(alice_path), str(bob_path))
-    milk = next(t["uuid"] for t in exported(tasks) if t["description"] == "Buy milk")
+    bob_path, milk = second_gateway(tasks, tmp_path)
     cli("-R", str(bob_path), "delete", "ticket", milk)
     pulled = json.loads(cli("-R", str(bob_path), "pull", f"taskwarrior:{tasks}", "--json").stdout)
     assert pulled["created"] == 0  # not revived, not refused as "already exists"
