@@ -61,9 +61,11 @@ def open_state(replica: Replica, adapter: Adapter) -> ForeignState:
     return ForeignState.register(replica.main, adapter.uuid, adapter.kind, adapter.location)
 
 
-def pull(replica: Replica, adapter: Adapter) -> ForeignResult:
-    """Bring the foreign store's changes since the last sync into ``replica``."""
-    items = adapter.items()  # read first: a broken store fails before anything is written
+def pull(replica: Replica, adapter: Adapter, items: list[Item] | None = None) -> ForeignResult:
+    """Bring the foreign store's changes since the last sync into ``replica``
+    (``items``: the store's items, if the caller has just read them)."""
+    if items is None:
+        items = adapter.items()  # read first: a broken store fails before any write
     result = ForeignResult()
     with replica.main.transaction():
         state = open_state(replica, adapter)
@@ -190,10 +192,10 @@ def push(replica: Replica, adapter: Adapter) -> ForeignResult:
 def clone(source: Adapter, path: Path) -> tuple[Replica, ForeignResult]:
     """A new replica (a new database) at ``path`` holding what ``source`` holds.  If
     ``source`` cannot be read, nothing is left at ``path``."""
-    source.items()  # a missing program or a broken store fails before anything exists
+    items = source.items()  # a missing program or a broken store fails before anything exists
     replica = Replica.init(path)
     try:
-        return replica, pull(replica, source)
+        return replica, pull(replica, source, items)
     except BaseException:
         replica.close()
         shutil.rmtree(path, ignore_errors=True)
