@@ -89,19 +89,21 @@ def load(replica: Path) -> NodeConfig:
     gossip_types = {f.name: type(getattr(GossipConfig(), f.name)) for f in fields(GossipConfig)}
     gossip = _section(path, doc, "gossip", gossip_types)
     for key in ("mdns_interfaces", "peers"):
-        if key in node:
-            if not all(isinstance(v, str) for v in node[key]):
-                raise ConfigError(f"{path}: node.{key} must be a list of strings")
-            node[key] = tuple(node[key])
+        _strings(path, node, "node", key)
     foreign = _section(path, doc, "foreign", {"record_type": str, "read_only": list})
-    if "read_only" in foreign:
-        if not all(isinstance(v, str) for v in foreign["read_only"]):
-            raise ConfigError(f"{path}: foreign.read_only must be a list of strings")
-        foreign["read_only"] = tuple(foreign["read_only"])
+    _strings(path, foreign, "foreign", "read_only")
     try:
         return NodeConfig(**node, gossip=GossipConfig(**gossip), foreign=ForeignConfig(**foreign))
     except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def _strings(path: Path, section: dict[str, Any], name: str, key: str) -> None:
+    """Check that ``section[key]``, if there, is a list of strings; make it a tuple."""
+    if key in section:
+        if not all(isinstance(v, str) for v in section[key]):
+            raise ConfigError(f"{path}: {name}.{key} must be a list of strings")
+        section[key] = tuple(section[key])
 
 
 def _section(path: Path, doc: dict[str, Any], name: str, types: dict[str, Any]) -> dict[str, Any]:

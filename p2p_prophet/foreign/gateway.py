@@ -153,8 +153,7 @@ def push(replica: Replica, adapter: Adapter) -> ForeignResult:
     for rtype, record_uuid in _touched(replica, state.tickets(), adapter.record_type):
         row = db.find_record(rtype, record_uuid)
         live = row is not None and row.live
-        props = {} if row is None or not live else _live_props(replica, rtype, record_uuid)
-        props = {name: value for name, value in props.items() if name in adapter.properties}
+        props = {} if row is None or not live else _mapped_props(replica, row, adapter)
         known = by_record.get((rtype, record_uuid))
         current = None if known is None else items.get(known.foreign_id)
         if known is None or current is None:
@@ -242,10 +241,13 @@ def _newer_there(
     return newer
 
 
-def _live_props(replica: Replica, rtype: str, record_uuid: str) -> dict[str, Value]:
-    row = replica.main.find_record(rtype, record_uuid)
-    assert row is not None
-    return {name: p.value for name, p in replica.main.props(row.rid).items() if p.value is not None}
+def _mapped_props(replica: Replica, row: RecordRow, adapter: Adapter) -> dict[str, Value]:
+    """The record's live properties that ``adapter`` maps (a push looks at no others)."""
+    return {
+        name: p.value
+        for name, p in replica.main.props(row.rid).items()
+        if p.value is not None and name in adapter.properties
+    }
 
 
 def _touched(replica: Replica, tickets: dict[str, int], rtype: str) -> list[tuple[str, str]]:
