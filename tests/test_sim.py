@@ -138,8 +138,9 @@ def test_sleeping_laptops_catch_up_when_they_wake() -> None:
     assert report["spread"]["t100_s"] > 5 * awake["spread"]["t100_s"]
 
 
-def test_conflicts_resolve_once_and_deletes_spread() -> None:
-    storm = scenario(
+def storm(**changes: Any) -> Scenario:
+    """Six skewed peers editing one hot record at once: conflicts and deletes."""
+    return scenario(
         topology={"kind": "complete", "n": 6},
         network={"latency_ms": [20, 200], "clock_skew_ms": 30000},
         workload={
@@ -151,8 +152,12 @@ def test_conflicts_resolve_once_and_deletes_spread() -> None:
             "conflict_rate": 0.6,
             "delete_rate": 0.2,
         },
+        **changes,
     )
-    report = simulate(storm, seed=5).report
+
+
+def test_conflicts_resolve_once_and_deletes_spread() -> None:
+    report = simulate(storm(), seed=5).report
     assert report["converged"] is True
     assert report["edits"]["update"] > 10 and report["edits"]["delete"] > 0
     assert report["conflicts"] > 0
@@ -311,6 +316,7 @@ def test_an_unknown_topology_is_refused_by_name() -> None:
         ("[workload]\nwriters = 'three'\n", "writers has the wrong type"),
         ("[[network.partitions]]\nheal_s = 4\n", "needs at_s"),
         ("[gossip]\nmode = 'lockstep'\n", "mode must be one of"),
+        ("[run]\nstorage = 'tape'\n", "storage must be one of auto, disk, memory"),
         ("[metrics]\nx = 1\n", "unknown key 'metrics'"),
         ("seed = [", "scenario.toml"),
     ],
@@ -414,6 +420,47 @@ def test_a_handle_budget_parks_replicas_without_changing_the_run(
     parked = simulate(busy, seed=9).report
     assert without_wall_clock(parked) == without_wall_clock(free)
     assert budgets[0].opens > 16  # databases really were closed and reopened
+
+
+def test_replicas_in_memory_run_exactly_as_on_disk_and_write_no_file(tmp_path: Path) -> None:
+    on_disk = simulate(storm(run={"storage": "disk"}), seed=5, root=tmp_path / "disk").report
+    in_memory = simulate(storm(run={"storage": "memory"}), seed=5, root=tmp_path / "memory")
+    assert (on_disk["storage"], in_memory.report["storage"]) == ("disk", "memory")
+    assert in_memory.converged and in_memory.report["conflicts"] > 0
+    assert without_wall_clock(in_memory.report) == without_wall_clock(on_disk) | {
+        "storage": "memory"
+    }
+    assert len(list((tmp_path / "disk").glob("p*/replica.db"))) == 6
+    assert not (tmp_path / "memory").exists() or not any((tmp_path / "memory").iterdir())
+
+
+def test_auto_storage_keeps_replicas_in_memory_when_their_files_would_not_fit(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from p2p_prophet.sim import run as run_module
+
+    twenty = scenario(topology={"kind": "ring", "n": 20})
+    assert simulate(twenty, root=tmp_path / "roomy").report["storage"] == "disk"
+    # 20 peers are 40 databases, 120 files, plus the spare 512: over a limit of 600.
+    monkeypatch.setattr(run_module, "_open_file_limit", lambda: 600)
+    report = simulate(twenty, root=tmp_path / "tight").report
+    assert report["storage"] == "memory" and report["converged"] is True
+    # Asked for disk under the same limit, a run parks databases instead.
+    parked = simulate(scenario(topology={"kind": "ring", "n": 20}, run={"storage": "disk"}))
+    assert parked.report["storage"] == "disk" and parked.converged
+    assert without_wall_clock(parked.report) == without_wall_clock(report) | {"storage": "disk"}
+
+
+def test_an_in_memory_replica_is_a_whole_replica_that_is_never_parked() -> None:
+    from p2p_prophet.store import Replica
+
+    replica = Replica.in_memory(Path("memory:a"))
+    uuid = replica.create("ticket", {"summary": "kept"})
+    assert replica.main.park() is False and not replica.main.parked
+    assert replica.main.find_record("ticket", uuid) is not None
+    assert replica.main.tickets() == {replica.uuid: 1}
+    assert replica.resolutions.get_meta("db_uuid") == replica.db_uuid
+    replica.close()
 
 
 def test_a_parked_database_reopens_on_use_but_never_mid_transaction(tmp_path: Path) -> None:

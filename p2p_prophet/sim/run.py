@@ -145,13 +145,17 @@ async def _run(
     skew_ms = float(scenario.network.get("clock_skew_ms", 0))
     db_uuid = _seeded_uuid(rng)
     holdings = Holdings(len(names))
-    budget = _handle_budget(len(names))
+    storage = _storage(scenario.run.get("storage", "auto"), len(names))
+    budget = _handle_budget(len(names)) if storage == "disk" else None
     peers = []
     for name in names:
         # Seeded replica ids: conflicts break ties by origin, so runs repeat only if
         # the ids do.
         ids = (_seeded_uuid(rng), _seeded_uuid(rng))
-        replica = Replica.init(root / name, db_uuid=db_uuid, replica_uuids=ids)
+        if storage == "memory":
+            replica = Replica.in_memory(Path(f"memory:{name}"), db_uuid, replica_uuids=ids)
+        else:
+            replica = Replica.init(root / name, db_uuid=db_uuid, replica_uuids=ids)
         if budget is not None:
             budget.watch(replica)
         peers.append(
@@ -266,6 +270,7 @@ async def _run(
         "settle_s": None if convergence_s is None else round(convergence_s - last_edit_s, 3),
         "rounds": round((sum(p.scheduler.rounds for p in peers) - rounds_at_start) / n, 2),
         "peers": n,
+        "storage": storage,
         "edges": graph.number_of_edges(),
         "changesets": len(updates),
         "edits": kinds,
@@ -342,16 +347,38 @@ FILES_PER_DATABASE = 3  # the database, its -wal and its -shm
 SPARE_FILES = 512
 
 
-def _handle_budget(peers: int) -> HandleBudget | None:
-    """A budget of open databases when two per peer would not fit the open-file limit
-    (raised to the hard limit first)."""
+def _storage(asked: str, peers: int) -> str:
+    """Where the replicas live: ``disk`` (SQLite files, on tmpfs where there is one) or
+    ``memory`` (SQLite databases in this process, no file handles).  ``auto`` takes disk
+    while every replica's files fit the open-file limit at once, memory beyond: parking
+    databases to stay under the limit (a :class:`HandleBudget`, what ``disk`` does
+    then) costs a reopen on almost every exchange once a gossip wave touches them all.
+    """
+    if asked != "auto":
+        return asked
+    return "disk" if _fits_open_files(peers) else "memory"
+
+
+def _open_file_limit() -> float:
+    """The soft open-file limit, raised to the hard limit first (never lowered again)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and soft < hard:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
             soft = hard
-    if soft == resource.RLIM_INFINITY or 2 * peers * FILES_PER_DATABASE + SPARE_FILES <= soft:
+    return float("inf") if soft == resource.RLIM_INFINITY else soft
+
+
+def _fits_open_files(peers: int) -> bool:
+    return 2 * peers * FILES_PER_DATABASE + SPARE_FILES <= _open_file_limit()
+
+
+def _handle_budget(peers: int) -> HandleBudget | None:
+    """A budget of open databases when two per peer would not fit the open-file limit
+    (raised to the hard limit first)."""
+    if _fits_open_files(peers):
         return None
+    soft = int(_open_file_limit())
     room = (soft - SPARE_FILES) // FILES_PER_DATABASE
     if room < 16:
         raise ScenarioError(f"the open-file limit ({soft}) leaves no room for replicas")

@@ -69,7 +69,7 @@ KEYS: dict[str, dict[str, Any]] = {
         "backoff_cap_s": _NUMBER,
         "advertise_digests": bool,
     },
-    "run": {"max_simulated_s": _NUMBER, "seeds": int, "plots": bool},
+    "run": {"max_simulated_s": _NUMBER, "seeds": int, "plots": bool, "storage": str},
 }
 PARTITION_KEYS: dict[str, Any] = {
     "at_s": _NUMBER,
@@ -79,6 +79,7 @@ PARTITION_KEYS: dict[str, Any] = {
 }
 MODES = ("async", "rounds")
 PROTOCOLS = ("push-pull", "push", "pull", "rumor")
+STORAGES = ("auto", "disk", "memory")
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,8 @@ def check(scenario: Scenario, where: str) -> None:
     protocol = scenario.gossip.get("protocol", "push-pull")
     if protocol not in PROTOCOLS:
         raise ScenarioError(f"[gossip] protocol must be one of {', '.join(PROTOCOLS)}")
+    if scenario.run.get("storage", "auto") not in STORAGES:
+        raise ScenarioError(f"[run] storage must be one of {', '.join(STORAGES)}")
     for table, key in (
         ("network", "loss"),
         ("network", "bridge_loss"),

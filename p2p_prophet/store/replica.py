@@ -94,12 +94,7 @@ class Replica:
         path = Path(path)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise ProphetError(f"{path} already exists and is not an empty directory")
-        db_uuid = check_uuid(db_uuid) if db_uuid else str(uuidlib.uuid4())
-        replica_uuid, resolutions_uuid = (
-            tuple(check_uuid(u) for u in replica_uuids)
-            if replica_uuids
-            else (str(uuidlib.uuid4()), str(uuidlib.uuid4()))
-        )
+        db_uuid, (replica_uuid, resolutions_uuid) = _new_ids(db_uuid, replica_uuids)
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = path.with_name(f".{path.name}.creating-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
@@ -110,13 +105,7 @@ class Replica:
                 # The resolution database is a replica of its own, with its own uuid.
                 (RESOLUTIONS_FILE, "resolutions", resolutions_uuid),
             ):
-                db = Database.open(staging / filename, create=True)
-                with db.transaction():
-                    db.set_meta("role", role)
-                    db.set_meta("db_uuid", db_uuid)
-                    db.set_meta("replica_uuid", ruuid)
-                    db.set_meta("hlc", 0)
-                db.close()
+                _stamp(Database.open(staging / filename, create=True), role, db_uuid, ruuid).close()
             if path.exists():
                 path.rmdir()
             staging.rename(path)
@@ -124,6 +113,28 @@ class Replica:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return cls.open(path)
+
+    @classmethod
+    def in_memory(
+        cls,
+        label: Path,
+        db_uuid: str | None = None,
+        *,
+        replica_uuids: tuple[str, str] | None = None,
+    ) -> Replica:
+        """A new replica held in this process's memory, as :meth:`init` makes one on
+        disk (the simulator's many peers, see :meth:`Database.memory`); gone once
+        closed.  ``label`` stands for its path in messages."""
+        db_uuid, (replica_uuid, resolutions_uuid) = _new_ids(db_uuid, replica_uuids)
+        main = _stamp(Database.memory(label / MAIN_FILE), "replica", db_uuid, replica_uuid)
+        try:
+            resolutions = _stamp(
+                Database.memory(label / RESOLUTIONS_FILE), "resolutions", db_uuid, resolutions_uuid
+            )
+        except BaseException:
+            main.close()
+            raise
+        return cls(label, main, resolutions)
 
     @classmethod
     def open(cls, path: Path) -> Replica:
@@ -208,6 +219,27 @@ class Replica:
         """Delete one record in its own transaction."""
         with self.edits() as batch:
             return batch.delete(rtype, uuid)
+
+
+def _new_ids(
+    db_uuid: str | None, replica_uuids: tuple[str, str] | None
+) -> tuple[str, tuple[str, str]]:
+    """A new replica's database id (given, or a new database) and its two own ids."""
+    db_uuid = check_uuid(db_uuid) if db_uuid else str(uuidlib.uuid4())
+    if replica_uuids:
+        return db_uuid, (check_uuid(replica_uuids[0]), check_uuid(replica_uuids[1]))
+    return db_uuid, (str(uuidlib.uuid4()), str(uuidlib.uuid4()))
+
+
+def _stamp(db: Database, role: str, db_uuid: str, replica_uuid: str) -> Database:
+    """Write a new database's identity: its role, the database it belongs to, its own
+    uuid, and a clock that has issued nothing yet."""
+    with db.transaction():
+        db.set_meta("role", role)
+        db.set_meta("db_uuid", db_uuid)
+        db.set_meta("replica_uuid", replica_uuid)
+        db.set_meta("hlc", 0)
+    return db
 
 
 def is_replica(path: Path) -> bool:
