@@ -480,3 +480,11 @@ def test_a_topology_in_separate_parts_is_refused_before_it_runs(tmp_path: Path) 
     apart = scenario(topology={"kind": "file", "path": str(tmp_path / "two.txt")})
     with pytest.raises(ScenarioError, match="falls into 2 separate parts"):
         simulate(apart)
+
+
+def test_a_run_leaves_the_garbage_collector_as_it_found_it() -> None:
+    import gc
+
+    before = gc.get_threshold()
+    assert simulate(scenario()).converged
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0

@@ -350,3 +350,29 @@ def test_meta_values_come_back_exactly_as_stored(make_replica: ReplicaFactory) -
     with alice.main.transaction():
         alice.main.set_meta("label", "0123")
     assert alice.main.get_meta("label") == "0123"
+
+
+def test_a_remembered_value_lasts_exactly_until_the_database_changes(tmp_path: Path) -> None:
+    replica = Replica.init(tmp_path / "r")
+    db = replica.main
+    computed: list[int] = []
+
+    def live() -> int:
+        computed.append(db.count_live())
+        return computed[-1]
+
+    assert db.remembered("live", live) == db.remembered("live", live) == 0
+    assert len(computed) == 1  # unchanged: not computed again
+    replica.create("ticket", {"summary": "ours"})
+    assert db.remembered("live", live) == 1
+    with Replica.open(tmp_path / "r") as other:  # another connection, as a CLI edit
+        other.create("ticket", {"summary": "theirs"})
+    assert db.remembered("live", live) == 2
+    with pytest.raises(RuntimeError), db.transaction():
+        db.set_meta("note", "rolled back")
+        raise RuntimeError("abandoned")
+    assert db.remembered("live", live) == 2  # computed again, and the same
+    assert computed == [0, 1, 2, 2]
+    assert db.park() and db.remembered("live", live) == 2  # a new connection starts afresh
+    assert computed == [0, 1, 2, 2, 2]
+    replica.close()

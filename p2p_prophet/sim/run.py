@@ -15,6 +15,7 @@ changeset and resolution and all digests are equal, or until ``max_simulated_s``
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import random
 import resource
@@ -174,6 +175,7 @@ async def _run(
         peers[a].neighbours.append(peers[b])
         peers[b].neighbours.append(peers[a])
     shared = preload(peers, workload.records)
+    gc.freeze()  # the peers live for the whole run: no collection need walk them (_lazy_gc)
     for peer in peers:
         peer.observe()
     hot = max(1, min(workload.hot_records, workload.records))
@@ -323,7 +325,7 @@ def simulate(
         report, graph = run_rounds(scenario, seed)
         report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         return Outcome(report, graph)
-    with _deterministic_trio(seed):
+    with _deterministic_trio(seed), _lazy_gc():
         clock = trio.testing.MockClock(autojump_threshold=0)
         if root is not None:
             return trio.run(_run, scenario, root, seed, progress, interruptible, clock=clock)
@@ -383,6 +385,28 @@ def _handle_budget(peers: int) -> HandleBudget | None:
     if room < 16:
         raise ScenarioError(f"the open-file limit ({soft}) leaves no room for replicas")
     return HandleBudget(room)
+
+
+@contextlib.contextmanager
+def _lazy_gc() -> Iterator[None]:
+    """Run Python's cycle collector far less often during a run.
+
+    Every query makes a SQLite cursor, and each connection keeps a weak reference to its
+    last (up to 200) cursors: thousands of connections hold millions of them, and each
+    full collection walks them all.  At 3,000 peers, 28% of the run's wall time went to
+    the collector, most of it in 32 full collections.  A run makes few reference cycles
+    that outlive a young collection, so collecting the youngest generation every 20,000
+    allocations instead of 700, and the older ones as rarely in proportion, loses no
+    memory that matters (the same peak RSS), and the setup's objects are frozen out of
+    the collections once the peers exist.  Both are undone afterwards.
+    """
+    saved = gc.get_threshold()
+    gc.set_threshold(20_000, 20, 20)
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*saved)
 
 
 @contextlib.contextmanager

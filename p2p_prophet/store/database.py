@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from p2p_prophet.errors import NotAReplica, ReplicaNotFound, StorageError
 from p2p_prophet.model import Record, Stamp, Value, canonical, decode_value, encode_value
@@ -27,6 +27,8 @@ from p2p_prophet.store.schema import MIGRATIONS, SCHEMA_VERSION
 # "PrPh": marks a SQLite file as ours, so a stray database is refused, not misread.
 APPLICATION_ID = 0x50725068
 BUSY_TIMEOUT_MS = 10_000
+
+T = TypeVar("T")
 
 
 class LogRow(NamedTuple):
@@ -76,6 +78,8 @@ class Database:
         self.path = path
         self._depth = 0
         self.in_memory = False
+        # What `remembered` computed, by name: (the change mark it was computed at, value).
+        self._memo: dict[str, tuple[tuple[int, int], Any]] = {}
         # Called on every use; the simulator's handle budget parks the least recently
         # used of thousands of replicas (see park).
         self.on_use: Callable[[Database], None] | None = None
@@ -86,6 +90,7 @@ class Database:
         conn = self._conn
         if conn is None:
             conn = self._conn = _connect(self.path, create=False)
+            self._memo.clear()  # a new connection counts its changes from zero
             try:
                 self._configure(create=False)
             except BaseException:
@@ -237,6 +242,26 @@ class Database:
     @property
     def in_transaction(self) -> bool:
         return self._depth > 0
+
+    def remembered(self, name: str, compute: Callable[[], T]) -> T:
+        """``compute()``, or what it returned last time under ``name`` if the database
+        has not changed since.
+
+        A gossiping node states its digests on every exchange and almost always finds
+        them unchanged.  A change is a row this connection wrote (``total_changes``,
+        which also counts rows of a transaction later rolled back: a recompute, never a
+        stale answer) or a commit by another connection, such as a CLI edit while the
+        node serves (``PRAGMA data_version``).  ``compute`` must depend only on the
+        database's rows.
+        """
+        conn = self.conn
+        mark = (conn.total_changes, conn.execute("PRAGMA data_version").fetchone()[0])
+        kept = self._memo.get(name)
+        if kept is not None and kept[0] == mark:
+            return kept[1]  # type: ignore[no-any-return]
+        value = compute()
+        self._memo[name] = (mark, value)
+        return value
 
     # -- meta --------------------------------------------------------------------------
 

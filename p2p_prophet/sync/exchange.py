@@ -26,9 +26,13 @@ def hello(replica: Replica) -> Hello:
         db_uuid=replica.db_uuid,
         replica_uuid=replica.uuid,
         resolutions_uuid=replica.resolutions_uuid,
-        main_digest=heads_digest(replica.main.heads()),
-        resolutions_digest=heads_digest(replica.resolutions.heads()),
+        main_digest=_digest(replica.main),
+        resolutions_digest=_digest(replica.resolutions),
     )
+
+
+def _digest(db: Database) -> bytes:
+    return db.remembered("heads_digest", lambda: heads_digest(db.heads()))
 
 
 def in_sync(mine: Hello, theirs: Hello) -> bool:
