@@ -255,7 +255,9 @@ class Database:
         database's rows.
         """
         conn = self.conn
-        mark = (conn.total_changes, conn.execute("PRAGMA data_version").fetchone()[0])
+        # No other connection can reach a database in memory.
+        others = 0 if self.in_memory else conn.execute("PRAGMA data_version").fetchone()[0]
+        mark = (conn.total_changes, others)
         kept = self._memo.get(name)
         if kept is not None and kept[0] == mark:
             return kept[1]  # type: ignore[no-any-return]
