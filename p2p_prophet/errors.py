@@ -30,3 +30,7 @@ class RecordNotFound(ProphetError):
 
 class StorageError(ProphetError):
     """SQLite refused a write (disk full, read-only, locked); nothing was committed."""
+
+
+class IdentityError(ProphetError):
+    """A replica's key or certificate is missing, unreadable, unsafe, or not a matching pair."""
