@@ -7,6 +7,20 @@ fingerprints are in a :class:`TrustedPeers`.
 """
 
 from p2p_prophet.security.identity import Identity, der_fingerprint, fingerprint, verify
+from p2p_prophet.security.membership import (
+    MEMBER_NAMESPACE,
+    MEMBER_TYPE,
+    InvalidMember,
+    Member,
+    add_member,
+    invalid_members,
+    member_uuid,
+    members,
+    refresh,
+    remove_member,
+    resolve,
+    trusted_peers,
+)
 from p2p_prophet.security.tls import (
     NotTrusted,
     TrustedPeers,
@@ -16,13 +30,25 @@ from p2p_prophet.security.tls import (
 )
 
 __all__ = [
+    "MEMBER_NAMESPACE",
+    "MEMBER_TYPE",
     "Identity",
+    "InvalidMember",
+    "Member",
     "NotTrusted",
     "TrustedPeers",
+    "add_member",
     "client_context",
     "der_fingerprint",
     "fingerprint",
+    "invalid_members",
+    "member_uuid",
+    "members",
     "peer_fingerprint",
+    "refresh",
+    "remove_member",
+    "resolve",
     "server_context",
+    "trusted_peers",
     "verify",
 ]
