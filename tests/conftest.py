@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from p2p_prophet.security import Identity
 from p2p_prophet.store import Replica
 
 settings.register_profile(
@@ -32,3 +33,32 @@ def make_replica(tmp_path: Path) -> Iterator[ReplicaFactory]:
     yield make
     for replica in opened:
         replica.close()
+
+
+# Replica identities for the security tests: one key pair each per test session
+# (identities are immutable, and making keys is the slow part).
+
+
+@pytest.fixture(scope="session")
+def alice() -> Identity:
+    return Identity.generate()
+
+
+@pytest.fixture(scope="session")
+def bob() -> Identity:
+    return Identity.generate()
+
+
+@pytest.fixture(scope="session")
+def carol() -> Identity:
+    return Identity.generate()
+
+
+@pytest.fixture(scope="session")
+def dave() -> Identity:
+    return Identity.generate()
+
+
+@pytest.fixture(scope="session")
+def mallory() -> Identity:
+    return Identity.generate()

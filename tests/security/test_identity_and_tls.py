@@ -39,21 +39,6 @@ TIMEOUT = 10
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
 
 
-@pytest.fixture(scope="module")
-def alice() -> Identity:
-    return Identity.generate()
-
-
-@pytest.fixture(scope="module")
-def bob() -> Identity:
-    return Identity.generate()
-
-
-@pytest.fixture(scope="module")
-def mallory() -> Identity:
-    return Identity.generate()
-
-
 # -- identity ----------------------------------------------------------------------------
 
 

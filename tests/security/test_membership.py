@@ -41,26 +41,6 @@ from p2p_prophet.sync import clone, transfer
 Pair = tuple[Replica, Replica]
 
 
-@pytest.fixture(scope="module")
-def alice() -> Identity:
-    return Identity.generate()
-
-
-@pytest.fixture(scope="module")
-def bob() -> Identity:
-    return Identity.generate()
-
-
-@pytest.fixture(scope="module")
-def carol() -> Identity:
-    return Identity.generate()
-
-
-@pytest.fixture(scope="module")
-def dave() -> Identity:
-    return Identity.generate()
-
-
 @pytest.fixture
 def founded(make_replica: ReplicaFactory, alice: Identity) -> Replica:
     """Alice's replica of a new database whose founder (and only member) is Alice."""
