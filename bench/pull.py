@@ -5,7 +5,12 @@ and for an incremental pull of 1,000 more, with the bare-SQLite ceiling beside t
 very rows the clone wrote (log, records, properties) inserted by plain ``executemany``
 into tables with no indexes.
 
-Usage: python bench/pull.py [--n 100000] [--incremental 1000]
+With ``--signed`` the source and the clone are signed replicas (docs/security.md, Signed
+changesets): the source's changesets are chained and sealed as they are made (not
+timed), and the clone checks every link and one signature per run, as a signed receiver
+does.  Compare the two figures for the cost of signing on the receiving side.
+
+Usage: python bench/pull.py [--n 100000] [--incremental 1000] [--signed]
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from local_edits import rows_ceiling
 from machine import describe
 
+from p2p_prophet.security import Identity
 from p2p_prophet.store import Replica
 from p2p_prophet.sync import clone, transfer
 
@@ -35,16 +41,22 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--incremental", type=int, default=1_000)
     parser.add_argument("--batch", type=int, default=1_000)
+    parser.add_argument(
+        "--signed", action="store_true", help="signed source and clone (chains and seals)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        source = Replica.init(root / "source")
+        source_id = Identity.generate() if args.signed else None
+        dest_id = Identity.generate() if args.signed else None
+        source = Replica.init(root / "source", identity=source_id)
         fill(source, args.n)
 
         start = time.perf_counter()
-        dest, _ = clone(source, root / "dest", batch_size=args.batch)
+        dest, _ = clone(source, root / "dest", batch_size=args.batch, identity=dest_id)
         clone_s = time.perf_counter() - start
         assert dest.main.digest() == source.main.digest()
+        assert dest.signed == args.signed
 
         fill(source, args.incremental, offset=args.n)
         start = time.perf_counter()
@@ -64,7 +76,7 @@ def main() -> None:
     clone_rate = args.n / clone_s
     ceiling_rate = total / ceiling_s
     print(f"machine: {describe()}")
-    print(f"path-to-path, batches of {args.batch}")
+    print(f"path-to-path, batches of {args.batch}, {'signed' if args.signed else 'plain'}")
     print(
         f"  clone of {args.n:,} changesets     {clone_s:8.2f} s  {clone_rate:>9,.0f} changesets/s"
     )

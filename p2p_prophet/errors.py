@@ -34,3 +34,8 @@ class StorageError(ProphetError):
 
 class IdentityError(ProphetError):
     """A replica's key or certificate is missing, unreadable, unsafe, or not a matching pair."""
+
+
+class SealError(ProphetError):
+    """A changeset's seal is malformed, made by a key that is not its origin's, or its
+    signature does not verify (docs/security.md, Signed changesets)."""

@@ -4,12 +4,19 @@ Canonical encoding (docs/model.md gives the byte layout):
 
 * A changeset encodes as one CBOR array::
 
-      [1, origin, origin_seq, creator, created, kind, changes]
+      [1, origin, origin_seq, creator, created, kind, changes]           unchained
+      [2, origin, origin_seq, creator, created, kind, changes, prev]     chained
 
   ``origin_seq`` is null only for a "before" fix-up (nullification), which never leaves
   the replica.  ``changes`` is an array of ``[type, uuid, op, props]`` and ``props`` an
   array of ``[name, old, new]`` or, for a write that carries another edit's stamp (an
   "after" fix-up), ``[name, old, new, hlc, origin]``.
+* A *chained* changeset (format 2, made by a signed replica) also names ``prev``, the id
+  (32 bytes) of its origin's changeset ``origin_seq - 1``, or null for ``origin_seq`` 1
+  and only then.  The id covers ``prev``, so one signature over the id of an origin's
+  latest changeset vouches for every one before it (docs/security.md).  Nullifications are
+  never chained.  An unchained changeset encodes exactly as before chains existed, so
+  every id made then stays valid.
 * There are no CBOR maps in the encoding, so no map-key ordering rules are needed; integers
   and floats take their shortest exact form (cbor2's ``canonical=True``), and the encoder
   emits definite lengths only.  The same value therefore gives the same bytes on every
@@ -39,7 +46,9 @@ from p2p_prophet.errors import MalformedChangeSet, ProphetError
 
 Value = str | int | float | bool | None
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # an unchained changeset: 7 items
+CHAINED_FORMAT_VERSION = 2  # a chained one: 8 items, the last its prev
+ID_BYTES = 32  # a changeset id: SHA-256
 
 MAX_NAME_LENGTH = 64
 MAX_CREATOR_LENGTH = 256
@@ -124,7 +133,15 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class ChangeSet:
-    """One transaction of one replica, identified by ``(origin, origin_seq)``."""
+    """One transaction of one replica, identified by ``(origin, origin_seq)``.
+
+    A ``chained`` changeset also names ``prev``, the id of its origin's changeset
+    ``origin_seq - 1`` (None for ``origin_seq`` 1): a signed replica chains its own
+    changesets (:class:`~p2p_prophet.store.appender.LogAppender` does it) and accepts only
+    chained ones.  Unchained, ``prev`` is None.  Construction does not check the pairing;
+    :meth:`from_cbor_obj` does, and :meth:`to_cbor_obj` only ever writes what it accepts
+    for a well-formed changeset.
+    """
 
     origin: str
     origin_seq: int | None
@@ -132,6 +149,8 @@ class ChangeSet:
     created: int
     kind: Kind
     changes: tuple[Change, ...]
+    prev: bytes | None = None
+    chained: bool = False
 
     @property
     def stamp(self) -> Stamp:
@@ -139,8 +158,8 @@ class ChangeSet:
         return Stamp(self.created, self.origin)
 
     def to_cbor_obj(self) -> list[Any]:
-        return [
-            FORMAT_VERSION,
+        obj = [
+            CHAINED_FORMAT_VERSION if self.chained else FORMAT_VERSION,
             self.origin,
             self.origin_seq,
             self.creator,
@@ -148,6 +167,9 @@ class ChangeSet:
             self.kind.value,
             [[c.type, c.uuid, c.op.value, [_prop_obj(p) for p in c.props]] for c in self.changes],
         ]
+        if self.chained:
+            obj.append(self.prev)
+        return obj
 
     def encode(self) -> bytes:
         """The canonical encoding (see the module docstring)."""
@@ -184,11 +206,20 @@ class ChangeSet:
     @classmethod
     def from_cbor_obj(cls, obj: Any) -> ChangeSet:
         """Build a changeset from an already-decoded CBOR array, validating every field."""
-        if not isinstance(obj, list) or len(obj) != 7:
-            raise MalformedChangeSet("a changeset is an array of 7 items")
-        version, origin, origin_seq, creator, created, kind, changes = obj
-        if version != FORMAT_VERSION or type(version) is not int:
+        if not isinstance(obj, list) or len(obj) not in (7, 8):
+            raise MalformedChangeSet(
+                "a changeset is an array of 7 items (format 1) or 8 (format 2, chained)"
+            )
+        version = obj[0]
+        if type(version) is not int or version not in (FORMAT_VERSION, CHAINED_FORMAT_VERSION):
             raise MalformedChangeSet(f"unknown changeset format version {version!r}")
+        chained = version == CHAINED_FORMAT_VERSION
+        if len(obj) != (8 if chained else 7):
+            raise MalformedChangeSet(
+                f"a changeset of format version {version} has {8 if chained else 7} items,"
+                f" not {len(obj)}"
+            )
+        origin, origin_seq, creator, created, kind, changes = obj[1:7]
         _check(is_uuid(origin), "origin is not a canonical uuid")
         kind = _KINDS.get(kind) if isinstance(kind, str) else None
         if kind is None:
@@ -210,6 +241,18 @@ class ChangeSet:
             len(changes) <= MAX_CHANGES_PER_CHANGESET,
             f"more than {MAX_CHANGES_PER_CHANGESET} changes in one changeset",
         )
+        prev = None
+        if chained:
+            prev = obj[7]
+            # A nullification never leaves its replica, so it is never chained.
+            _check(kind is not Kind.NULLIFICATION, "a nullification is never chained")
+            if origin_seq == 1:
+                _check(prev is None, "prev of an origin's first changeset is not null")
+            else:
+                _check(
+                    type(prev) is bytes and len(prev) == ID_BYTES,
+                    f"prev is not a changeset id of {ID_BYTES} bytes",
+                )
         return cls(
             origin=origin,
             origin_seq=origin_seq,
@@ -217,6 +260,8 @@ class ChangeSet:
             created=created,
             kind=kind,
             changes=tuple(_change_from_obj(c) for c in changes),
+            prev=prev,
+            chained=chained,
         )
 
 

@@ -24,6 +24,7 @@ from p2p_prophet.net.client import clone, new_http_client
 from p2p_prophet.store import Replica
 from p2p_prophet.sync import exchange
 from p2p_prophet.wire import (
+    PROTOCOL_VERSION,
     BatchEnd,
     Changeset,
     Error,
@@ -323,7 +324,7 @@ def _fake_node(responses: dict[str, bytes]) -> Any:
     return app
 
 
-def _hello_like(replica: Replica, version: int = 1) -> bytes:
+def _hello_like(replica: Replica, version: int = PROTOCOL_VERSION) -> bytes:
     theirs = exchange.hello(replica)
     fake = Hello(
         theirs.db_uuid,
@@ -368,7 +369,8 @@ MALLORY = "00000000-0000-4000-8000-00000000fa4e"
         # The second batch skips #3: a gap in the origin's changesets.
         (
             encode_batch(
-                [(hashlib.sha256(_edit(MALLORY, 4)).digest(), _edit(MALLORY, 4))], resolution=False
+                [(hashlib.sha256(_edit(MALLORY, 4)).digest(), _edit(MALLORY, 4), None)],
+                resolution=False,
             ),
             "invalid-changeset",
         ),
@@ -386,7 +388,7 @@ async def test_a_broken_node_costs_the_puller_nothing_but_the_bad_batch(
     code: str,
 ) -> None:
     bob = make_replica("bob")
-    first = [(hashlib.sha256(b).digest(), b) for b in (_edit(MALLORY, 1), _edit(MALLORY, 2))]
+    first = [(hashlib.sha256(b).digest(), b, None) for b in (_edit(MALLORY, 1), _edit(MALLORY, 2))]
     stream = encode(Vectors({MALLORY: 4}, {})) + encode_batch(first, resolution=False) + tail
     if tail:
         stream += encode_end()
@@ -403,9 +405,9 @@ async def test_a_node_speaking_another_version_is_explained(
     make_replica: ReplicaFactory, nursery: trio.Nursery, http: httpx.AsyncClient
 ) -> None:
     bob = make_replica("bob")
-    hello_v2 = frame(cbor2.dumps([0, 2, "what version 2 says"]))
-    [url] = await nursery.start(serve, _fake_node({"/prophet/hello": hello_v2}), "127.0.0.1", 0)
-    with pytest.raises(RefusedByPeer, match=r"protocol version 2.*speaks 1.*Upgrade"):
+    hello_v3 = frame(cbor2.dumps([0, 3, "what version 3 says"]))
+    [url] = await nursery.start(serve, _fake_node({"/prophet/hello": hello_v3}), "127.0.0.1", 0)
+    with pytest.raises(RefusedByPeer, match=r"protocol version 3.*speaks 2.*Upgrade"):
         await peer(url, bob, http).pull()
 
 
@@ -439,7 +441,7 @@ async def test_hostile_requests_are_refused_with_a_reason_and_write_nothing(
     vectors = exchange.vectors(bob, exchange.hello(alice))
     good = encode(mine) + encode(vectors)
     edit = _edit(bob.uuid, bob.main.ticket(bob.uuid) + 1)
-    v2 = frame(cbor2.dumps([0, 2, "x"]))
+    v3 = frame(cbor2.dumps([0, 3, "x"]))
     stranger = Hello(
         "00000000-0000-4000-8000-0000000000ff",
         mine.replica_uuid,
@@ -456,7 +458,7 @@ async def test_hostile_requests_are_refused_with_a_reason_and_write_nothing(
             413,
             ErrorCode.TOO_LARGE,
         ),
-        ("/prophet/exchange", v2 + encode(vectors), 400, ErrorCode.UNSUPPORTED_VERSION),
+        ("/prophet/exchange", v3 + encode(vectors), 400, ErrorCode.UNSUPPORTED_VERSION),
         ("/prophet/exchange", encode(stranger) + encode(vectors), 409, ErrorCode.WRONG_DATABASE),
         ("/prophet/exchange", good[:-3], 400, ErrorCode.TRUNCATED),
         (
@@ -475,7 +477,7 @@ async def test_hostile_requests_are_refused_with_a_reason_and_write_nothing(
             "/prophet/push",
             good
             + encode_batch(
-                [(hashlib.sha256(_edit(bob.uuid, 99)).digest(), _edit(bob.uuid, 99))],
+                [(hashlib.sha256(_edit(bob.uuid, 99)).digest(), _edit(bob.uuid, 99), None)],
                 resolution=False,
             )
             + encode_end(),

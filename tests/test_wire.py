@@ -62,8 +62,8 @@ def changeset(seq: int, origin: str = ORIGIN) -> bytes:
     ).encode()
 
 
-def rows(bodies: list[bytes]) -> list[tuple[bytes, bytes]]:
-    return [(hashlib.sha256(b).digest(), b) for b in bodies]
+def rows(bodies: list[bytes]) -> list[tuple[bytes, bytes, bytes | None]]:
+    return [(hashlib.sha256(b).digest(), b, None) for b in bodies]
 
 
 def stream(*batches: tuple[bool, list[bytes]]) -> bytes:
@@ -171,7 +171,7 @@ def test_a_changeset_whose_id_does_not_match_its_body_is_refused() -> None:
         b"\xc2\x41\x01",  # a tag (bignum)
         b"\x9f\xff",  # indefinite-length array
         cbor2.dumps([1, [[[[[1]]]]], {}, []]),  # nested too deep
-        cbor2.dumps([0, 1, "a", "b", "c", b"", b""]),  # bad uuids and digests
+        cbor2.dumps([0, 2, "a", "b", "c", b"", b""]),  # bad uuids and digests
         cbor2.dumps([4, 0, True]) + b"\xff",  # bytes after the message
     ],
 )
@@ -202,7 +202,7 @@ def test_a_stream_gives_whole_batches_in_order_then_ends() -> None:
         ("Ended", None),
     ]
     batches = [e for e in events if isinstance(e, Batch)]
-    assert [body for b in batches[1:] for _, body in b.changesets] == main
+    assert [body for b in batches[1:] for _, body, _ in b.changesets] == main
     assert batches[1].changesets[0][0].origin_seq == 1  # decoded and validated
 
 

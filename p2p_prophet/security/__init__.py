@@ -3,7 +3,8 @@
 :mod:`~p2p_prophet.security.identity` makes, stores and loads a replica's key and
 self-signed certificate, whose SHA-256 fingerprint is the replica's name among its peers;
 :mod:`~p2p_prophet.security.tls` makes TLS contexts that accept only peers whose
-fingerprints are in a :class:`TrustedPeers`.
+fingerprints are in a :class:`TrustedPeers`; :mod:`~p2p_prophet.security.signing` derives
+a signed replica's origins from its key and seals and verifies its changesets.
 """
 
 from p2p_prophet.security.identity import Identity, der_fingerprint, fingerprint, verify
@@ -21,6 +22,13 @@ from p2p_prophet.security.membership import (
     resolve,
     trusted_peers,
 )
+from p2p_prophet.security.signing import (
+    SEAL_BYTES,
+    SEAL_CONTEXT,
+    Signer,
+    origins_of,
+    verify_seal,
+)
 from p2p_prophet.security.tls import (
     NotTrusted,
     TrustedPeers,
@@ -32,10 +40,13 @@ from p2p_prophet.security.tls import (
 __all__ = [
     "MEMBER_NAMESPACE",
     "MEMBER_TYPE",
+    "SEAL_BYTES",
+    "SEAL_CONTEXT",
     "Identity",
     "InvalidMember",
     "Member",
     "NotTrusted",
+    "Signer",
     "TrustedPeers",
     "add_member",
     "client_context",
@@ -44,6 +55,7 @@ __all__ = [
     "invalid_members",
     "member_uuid",
     "members",
+    "origins_of",
     "peer_fingerprint",
     "refresh",
     "remove_member",
@@ -51,4 +63,5 @@ __all__ = [
     "server_context",
     "trusted_peers",
     "verify",
+    "verify_seal",
 ]

@@ -32,7 +32,7 @@ T = TypeVar("T")
 
 
 class LogRow(NamedTuple):
-    """A changeset as stored in the log."""
+    """A changeset as stored in the log, with its seal (None: unsigned)."""
 
     seq: int
     origin: str
@@ -41,6 +41,12 @@ class LogRow(NamedTuple):
     id: bytes
     created: int
     body: bytes
+    seal: bytes | None
+
+
+# The columns of a LogRow, in its order (a database migrated to V3 has ``seal`` last
+# anyway, but naming them keeps rows and tuples in step whatever a later migration adds).
+_LOG_COLUMNS = "seq, origin, origin_seq, kind, id, created, body, seal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,19 +290,22 @@ class Database:
         return int(self.conn.execute("SELECT coalesce(max(seq), 0) FROM changesets").fetchone()[0])
 
     def insert_changesets(self, rows: Iterable[LogRow]) -> None:
-        self.conn.executemany("INSERT INTO changesets VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        self.conn.executemany(
+            f"INSERT INTO changesets ({_LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows
+        )
 
     def changesets_after(self, seq: int, limit: int) -> list[LogRow]:
         """Up to ``limit`` changesets with local seq greater than ``seq``, in log order."""
         rows = self.conn.execute(
-            "SELECT * FROM changesets WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+            f"SELECT {_LOG_COLUMNS} FROM changesets WHERE seq > ? ORDER BY seq LIMIT ?",
+            (seq, limit),
         ).fetchall()
         return [LogRow(*r) for r in rows]
 
     def recent_changesets(self, limit: int) -> list[LogRow]:
         """The newest ``limit`` changesets, newest first."""
         rows = self.conn.execute(
-            "SELECT * FROM changesets ORDER BY seq DESC LIMIT ?", (limit,)
+            f"SELECT {_LOG_COLUMNS} FROM changesets ORDER BY seq DESC LIMIT ?", (limit,)
         ).fetchall()
         return [LogRow(*r) for r in rows]
 
@@ -305,7 +314,7 @@ class Database:
         read ``chunk`` rows at a time through the (origin, origin_seq) index."""
         while True:
             rows = self.conn.execute(
-                "SELECT * FROM changesets WHERE origin = ? AND origin_seq > ? "
+                f"SELECT {_LOG_COLUMNS} FROM changesets WHERE origin = ? AND origin_seq > ? "
                 "ORDER BY origin_seq LIMIT ?",
                 (origin, after, chunk),
             ).fetchall()
@@ -315,7 +324,8 @@ class Database:
             after = rows[-1][2]
 
     def changeset_id(self, origin: str, origin_seq: int) -> bytes | None:
-        """The id of ``origin``'s changeset number ``origin_seq`` here, if held."""
+        """The id of ``origin``'s changeset number ``origin_seq`` here, if held (one
+        lookup in the unique ``(origin, origin_seq)`` index)."""
         row = self.conn.execute(
             "SELECT id FROM changesets WHERE origin = ? AND origin_seq = ?", (origin, origin_seq)
         ).fetchone()

@@ -11,6 +11,7 @@ a bulk load of creates costs a few statements per thousand records, not per reco
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from p2p_prophet.clock import HybridClock
 from p2p_prophet.errors import ProphetError, RecordNotFound
@@ -34,16 +35,30 @@ from p2p_prophet.store.appender import LogAppender
 from p2p_prophet.store.database import Database, RecordRow
 from p2p_prophet.store.new_records import NewRecords
 
+if TYPE_CHECKING:
+    from p2p_prophet.security.signing import Signer
+
 
 class EditBatch:
-    """Edits sharing one transaction; obtain one from :meth:`Replica.edits`."""
+    """Edits sharing one transaction; obtain one from :meth:`Replica.edits`.
 
-    def __init__(self, db: Database, origin: str, creator: str, clock: HybridClock) -> None:
+    With a ``signer`` (a signed replica's), every edit is chained and sealed as it is
+    logged (:class:`LogAppender`), and the changesets returned are the chained ones.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        origin: str,
+        creator: str,
+        clock: HybridClock,
+        signer: Signer | None = None,
+    ) -> None:
         self._db = db
         self._origin = origin
         self._creator = creator
         self._clock = clock
-        self._log = LogAppender(db, origin)
+        self._log = LogAppender(db, origin, signer)
         self._new = NewRecords(db)
 
     def create(self, rtype: str, props: Mapping[str, Value], uuid: str | None = None) -> str:
@@ -126,16 +141,15 @@ class EditBatch:
             kind=Kind.EDIT,
             changes=(change,),
         )
-        body = cs.encode()
+        # The body as logged (chained, in a signed replica) is what the limit bounds.
+        cs, body = self._log.own(cs)
         if len(body) > MAX_EDIT_BYTES:
             # Checked before the number is taken, so a refused edit leaves no gap.
             raise InvalidValue(
                 f"this edit of {change.type} {change.uuid} encodes to {len(body)} bytes; "
                 f"one edit may hold at most {MAX_EDIT_BYTES} (split it into several)"
             )
-        self._log.next_own_seq()
-        self._log.append(cs, body)
-        return cs
+        return self._log.append_own(cs, body)
 
 
 def _checked(props: Mapping[str, Value]) -> dict[str, Value]:

@@ -4,6 +4,13 @@
 resolution database, a replica of its own with its own uuid, log and merge tickets
 (docs/storage.md).  Both share the replica's hybrid logical clock, whose last stamp is
 persisted in ``replica.db`` so that it survives restarts and wall clocks that jump back.
+
+A *signed* replica (made with an identity, docs/security.md) also holds
+``identity.key`` and ``identity.crt``; its two uuids are derived from the key
+(:func:`~p2p_prophet.security.signing.origins_of`), it chains and seals every changeset of
+its own, and integration accepts only chained, sealed changesets into it.  Both files'
+``meta`` say ``signed = 1``, so a signed replica whose key has gone missing is refused
+rather than silently opened as a plain one.
 """
 
 from __future__ import annotations
@@ -13,19 +20,24 @@ import os
 import shutil
 import socket
 import uuid as uuidlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from p2p_prophet.clock import HybridClock
-from p2p_prophet.errors import NotAReplica, ProphetError, ReplicaNotFound
+from p2p_prophet.errors import IdentityError, NotAReplica, ProphetError, ReplicaNotFound
 from p2p_prophet.model import MAX_CREATOR_LENGTH, ChangeSet, Value, check_text, check_uuid
+from p2p_prophet.security.identity import CERT_FILE, KEY_FILE, Identity
+from p2p_prophet.security.signing import Signer
 from p2p_prophet.store.database import Database
 from p2p_prophet.store.edit import EditBatch
 
 MAIN_FILE = "replica.db"
 RESOLUTIONS_FILE = "resolutions.db"
+DISCOVERY_SECRET_BYTES = 32
+MIN_DISCOVERY_SECRET_BYTES = 16
 
 
 def default_creator() -> str:
@@ -43,13 +55,19 @@ def default_creator() -> str:
 class Replica:
     """An open replica.  Use :meth:`init` or :meth:`open`, and close it when done."""
 
-    def __init__(self, path: Path, main: Database, resolutions: Database) -> None:
+    def __init__(
+        self, path: Path, main: Database, resolutions: Database, identity: Identity | None = None
+    ) -> None:
         self.path = path
         self.main = main
         self.resolutions = resolutions
         self.uuid: str = main.get_meta("replica_uuid")
         self.db_uuid: str = main.get_meta("db_uuid")
         self.resolutions_uuid: str = resolutions.get_meta("replica_uuid")
+        # A signed replica's identity and the signer its own changesets are sealed with;
+        # both None for a plain replica.
+        self.identity: Identity | None = identity
+        self.signer: Signer | None = None if identity is None else Signer(identity)
         self._creator: str | None = None
         self.clock = HybridClock(
             last=max(
@@ -72,6 +90,18 @@ class Replica:
     def creator(self, value: str) -> None:
         self._creator = check_text(value, "creator", MAX_CREATOR_LENGTH)
 
+    @property
+    def signed(self) -> bool:
+        """Whether this replica signs its changesets and accepts only signed ones."""
+        return self.signer is not None
+
+    @property
+    def discovery_secret(self) -> bytes | None:
+        """A signed replica's discovery secret (docs/security.md, Discovery); None for a
+        plain one."""
+        secret = self.main.get_meta("discovery_secret")
+        return None if secret is None else bytes(secret)
+
     # -- lifecycle ---------------------------------------------------------------------
 
     @classmethod
@@ -81,6 +111,9 @@ class Replica:
         db_uuid: str | None = None,
         *,
         replica_uuids: tuple[str, str] | None = None,
+        identity: Identity | None = None,
+        discovery_secret: bytes | None = None,
+        prepare: Callable[[Replica], None] | None = None,
     ) -> Replica:
         """Create a new replica at ``path`` (which must not exist, or be an empty dir).
 
@@ -88,24 +121,65 @@ class Replica:
         starts a new database.  ``replica_uuids`` (main, resolutions) are fresh random
         ones unless given: the simulator gives seeded ones so that runs repeat.
 
+        With ``identity`` the replica is *signed*: its uuids are
+        :func:`~p2p_prophet.security.signing.origins_of` the identity's public key (so
+        ``replica_uuids`` must not be given), the identity's two files are written into
+        it, both databases' ``meta`` say ``signed = 1``, and ``replica.db``'s ``meta``
+        holds ``discovery_secret``: the given one (at least 16 bytes, as an invite hands
+        it over) or 32 new random bytes.  A plain replica has no discovery secret.
+
+        ``prepare``, if given, is called with the new replica, opened, before it appears
+        at ``path`` (for example to write the founder's member record); if it raises, the
+        replica is not created.
+
         The directory is built under a temporary name and renamed into place, so an
         interrupted ``create`` never leaves a half-made replica.
         """
         path = Path(path)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise ProphetError(f"{path} already exists and is not an empty directory")
+        # Meta entries beyond the identity every database gets: (replica.db, resolutions.db).
+        main_meta: dict[str, Any] = {}
+        resolutions_meta: dict[str, Any] = {}
+        if identity is not None:
+            if replica_uuids is not None:
+                raise ProphetError(
+                    "a signed replica's uuids are derived from its identity; "
+                    "give an identity or replica uuids, not both"
+                )
+            replica_uuids = Signer(identity).origins
+            if discovery_secret is None:
+                discovery_secret = os.urandom(DISCOVERY_SECRET_BYTES)
+            elif (
+                not isinstance(discovery_secret, bytes)
+                or len(discovery_secret) < MIN_DISCOVERY_SECRET_BYTES
+            ):
+                raise ProphetError(
+                    f"a discovery secret is at least {MIN_DISCOVERY_SECRET_BYTES} bytes"
+                )
+            main_meta = {"signed": 1, "discovery_secret": discovery_secret}
+            resolutions_meta = {"signed": 1}
+        elif discovery_secret is not None:
+            raise ProphetError("a discovery secret belongs to a signed replica: give its identity")
         db_uuid, (replica_uuid, resolutions_uuid) = _new_ids(db_uuid, replica_uuids)
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = path.with_name(f".{path.name}.creating-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         try:
-            for filename, role, ruuid in (
-                (MAIN_FILE, "replica", replica_uuid),
+            for filename, role, ruuid, meta in (
+                (MAIN_FILE, "replica", replica_uuid, main_meta),
                 # The resolution database is a replica of its own, with its own uuid.
-                (RESOLUTIONS_FILE, "resolutions", resolutions_uuid),
+                (RESOLUTIONS_FILE, "resolutions", resolutions_uuid, resolutions_meta),
             ):
-                _stamp(Database.open(staging / filename, create=True), role, db_uuid, ruuid).close()
+                db = Database.open(staging / filename, create=True)
+                _stamp(db, role, db_uuid, ruuid, meta).close()
+            if identity is not None:
+                # In the staging directory, so the replica appears with its key or not at all.
+                identity._save(staging)
+            if prepare is not None:
+                with cls.open(staging) as staged:
+                    prepare(staged)
             if path.exists():
                 path.rmdir()
             staging.rename(path)
@@ -160,16 +234,27 @@ class Replica:
         except BaseException:
             main.close()
             raise
-        for db, role in ((main, "replica"), (resolutions, "resolutions")):
-            if db.get_meta("role") != role:
-                main.close()
-                resolutions.close()
-                raise NotAReplica(f"{db.path} is not a {role} database")
-        if resolutions.get_meta("db_uuid") != main.get_meta("db_uuid"):
+        try:
+            for db, role in ((main, "replica"), (resolutions, "resolutions")):
+                if db.get_meta("role") != role:
+                    raise NotAReplica(f"{db.path} is not a {role} database")
+            if resolutions.get_meta("db_uuid") != main.get_meta("db_uuid"):
+                raise NotAReplica(f"{path} is damaged: its two databases belong to different ids")
+            signed = main.get_meta("signed", 0) == 1
+            if (resolutions.get_meta("signed", 0) == 1) != signed:
+                raise NotAReplica(
+                    f"{path} is damaged: one of its two databases is signed, the other not"
+                )
+            identity = None
+            if signed:
+                identity = _load_identity(
+                    path, (main.get_meta("replica_uuid"), resolutions.get_meta("replica_uuid"))
+                )
+        except BaseException:
             main.close()
             resolutions.close()
-            raise NotAReplica(f"{path} is damaged: its two databases belong to different ids")
-        return cls(path, main, resolutions)
+            raise
+        return cls(path, main, resolutions, identity)
 
     def close(self) -> None:
         self.main.close()
@@ -200,7 +285,7 @@ class Replica:
             # a stamp below one it used or saw.
             self.clock.observe(self.main.get_meta("hlc", 0))
             self.clock.observe(self.resolutions.get_meta("hlc", 0))
-            batch = EditBatch(self.main, self.uuid, self.creator, self.clock)
+            batch = EditBatch(self.main, self.uuid, self.creator, self.clock, self.signer)
             yield batch
             batch.flush()
             self.main.set_meta("hlc", self.clock.last)
@@ -231,15 +316,48 @@ def _new_ids(
     return db_uuid, (str(uuidlib.uuid4()), str(uuidlib.uuid4()))
 
 
-def _stamp(db: Database, role: str, db_uuid: str, replica_uuid: str) -> Database:
+def _stamp(
+    db: Database,
+    role: str,
+    db_uuid: str,
+    replica_uuid: str,
+    extra: Mapping[str, Any] | None = None,
+) -> Database:
     """Write a new database's identity: its role, the database it belongs to, its own
-    uuid, and a clock that has issued nothing yet."""
+    uuid, a clock that has issued nothing yet, and ``extra`` meta entries."""
     with db.transaction():
         db.set_meta("role", role)
         db.set_meta("db_uuid", db_uuid)
         db.set_meta("replica_uuid", replica_uuid)
         db.set_meta("hlc", 0)
+        for key, value in (extra or {}).items():
+            db.set_meta(key, value)
     return db
+
+
+def _load_identity(path: Path, uuids: tuple[str, str]) -> Identity:
+    """A signed replica's identity, which must derive its two uuids.
+
+    Never creates one: a signed replica without its key cannot sign, and a new key would
+    derive other origins.  Raises :class:`IdentityError` naming the missing file, or the
+    key file that belongs to another replica.
+    """
+    key_path, cert_path = path / KEY_FILE, path / CERT_FILE
+    for file, what in ((key_path, "private key"), (cert_path, "certificate")):
+        if not file.exists():
+            raise IdentityError(
+                f"{file} is missing: {path} is a signed replica and needs its {what} to"
+                f" write and to check changesets; restore {file.name} from a backup"
+            )
+    identity = Identity._load(key_path, cert_path)
+    derived = Signer(identity).origins
+    if derived != uuids:
+        raise IdentityError(
+            f"{key_path} does not belong to this replica: that key makes replica"
+            f" {derived[0]}, this one is {uuids[0]}; restore this replica's own {KEY_FILE}"
+            f" and {CERT_FILE}"
+        )
+    return identity
 
 
 def is_replica(path: Path) -> bool:

@@ -117,6 +117,14 @@ CREATE UNIQUE INDEX foreign_items_by_record
     ON foreign_items (foreign_uuid, record_type, record_uuid);
 """
 
-MIGRATIONS: tuple[str, ...] = (SCHEMA_V1, SCHEMA_V2)
+# Version 3: each changeset's seal (docs/security.md, Signed changesets): the 96 bytes of
+# its origin's public key and signature over its id, as received or as made here; null
+# for an unsigned changeset and for every nullification.  Kept so that a replica can
+# forward signed changesets to signed peers, who check them again.
+SCHEMA_V3 = """
+ALTER TABLE changesets ADD COLUMN seal BLOB;
+"""
+
+MIGRATIONS: tuple[str, ...] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3)
 
 SCHEMA_VERSION = len(MIGRATIONS)

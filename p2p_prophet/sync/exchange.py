@@ -117,7 +117,8 @@ def outgoing(
 
 def integrate_batch(replica: Replica, batch: Batch) -> IntegrationResult:
     """Integrate one received batch in one transaction (into the resolution database if
-    it holds resolutions).  A batch that breaks the protocol (a gap, a nullification)
+    it holds resolutions).  A batch that breaks the protocol (a gap, a nullification,
+    and into a signed replica an unsigned or badly signed changeset or a broken chain)
     raises :class:`ProtocolError` (INVALID_CHANGESET) and writes nothing."""
     try:
         return integrate_decoded(replica, batch.changesets, resolutions=batch.resolution)

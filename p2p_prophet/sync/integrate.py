@@ -25,6 +25,43 @@ The rules (docs/replication.md explains them at length):
   no fix-ups: the tombstone wins in every order on its own, so an after fix-up would carry
   nothing and there is no property value to nullify.
 * The clock observes every stamp integrated (P8).
+
+**Signed replicas** (``replica.signed``, docs/security.md "Signed changesets").  Into a
+signed replica, every changeset *taken* (not one skipped as already held) must be chained
+(format 2) and come with a seal, and:
+
+* its ``prev`` must be the id of its origin's changeset ``origin_seq - 1``: the one taken
+  just before it in this batch, or the one in the log (an index lookup); null for
+  ``origin_seq`` 1.  A gap, a reordering or a rewritten history breaks the link;
+* its origin's signature must cover it.  Only **one seal per origin per batch** is
+  verified: that of the origin's last changeset taken in the batch, at the end of the
+  batch, before the commit.  Each id covers ``prev``, so that last id vouches for every
+  changeset of the origin taken in the batch, back to one already held, whatever other
+  origins' changesets lay between them: one Ed25519 verification per origin and batch,
+  not per changeset, nor per run (a log that interleaves origins one by one would make
+  every changeset a run of its own);
+* the seal's public key must derive the changeset's origin
+  (:func:`~p2p_prophet.security.signing.origins_of`, the main or the resolution
+  database's origin as the batch is): authorship is checked against the origin's *own*
+  key, which the origin names, so no directory of keys and no trust root are needed.
+
+Any failure raises :class:`SignatureError` (an :class:`IntegrationError`) and the whole
+batch's transaction rolls back: nothing of it is written, and the clock goes back to where
+it was (a refused changeset's stamp, perhaps forged far in the future, must not push
+it).  Each taken changeset's seal is stored with it, so the replica can forward it.
+Membership is *not* checked here: it is enforced at the transport (only members can
+connect, so every relay is a member).
+Checking it at integration would need a trust root for the membership records
+themselves, and would break resolutions-first ordering and convergence: a removal that
+crosses a removed member's earlier changesets would make replicas disagree on which of
+them to accept, depending on the order they arrived in.  The seals of the changesets that
+are not an origin's last in the batch are stored unverified (their ids are authenticated
+through the chain, their seals are not): a member relaying in bad faith could corrupt
+them, and a later receiver whose batch ends that origin on such a changeset would then
+refuse the batch, a denial of service by a member, which is out of scope.
+
+A plain replica accepts signed and unsigned changesets alike, and stores seals as given
+without checking them.
 """
 
 from __future__ import annotations
@@ -32,7 +69,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 
-from p2p_prophet.errors import ProphetError
+from p2p_prophet.errors import MalformedChangeSet, ProphetError, SealError
 from p2p_prophet.model import (
     Change,
     ChangeSet,
@@ -40,8 +77,10 @@ from p2p_prophet.model import (
     Op,
     PropChange,
     Stamp,
+    changeset_id,
     same_value,
 )
+from p2p_prophet.security.signing import verify_seal
 from p2p_prophet.store.appender import LogAppender
 from p2p_prophet.store.database import Database, RecordRow
 from p2p_prophet.store.new_records import NewRecords
@@ -53,6 +92,17 @@ from p2p_prophet.sync.conflict import Choice, Conflict, ConflictKind, PropConfli
 class IntegrationError(ProphetError):
     """An incoming batch breaks the protocol (a gap, a nullification); nothing of it
     was written."""
+
+
+class SignatureError(IntegrationError):
+    """A signed replica refused a batch: a changeset unsigned, badly sealed, signed by
+    another key than its origin's, or not chained to its origin's previous changeset;
+    nothing of it was written."""
+
+
+# What a batch carries: each changeset decoded, its canonical body, and its seal (None:
+# unsigned).
+Incoming = tuple[ChangeSet, bytes, bytes | None]
 
 
 @dataclass
@@ -72,9 +122,10 @@ class IntegrationResult:
 
 
 def integrate(replica: Replica, bodies: Iterable[bytes]) -> IntegrationResult:
-    """Integrate canonical changeset bodies into ``replica``'s records and log, in one
-    transaction.  Raises :class:`MalformedChangeSet` or :class:`IntegrationError` (and
-    writes nothing) if any changeset in the batch is bad."""
+    """Integrate canonical changeset bodies (unsigned: no seals) into ``replica``'s
+    records and log, in one transaction.  Raises :class:`MalformedChangeSet` or
+    :class:`IntegrationError` (and writes nothing) if any changeset in the batch is bad;
+    a signed replica refuses them all (:class:`SignatureError`)."""
     return integrate_decoded(replica, _decoded(bodies))
 
 
@@ -85,17 +136,19 @@ def integrate_resolutions(replica: Replica, bodies: Iterable[bytes]) -> Integrat
 
 
 def integrate_decoded(
-    replica: Replica, batch: Iterable[tuple[ChangeSet, bytes]], *, resolutions: bool = False
+    replica: Replica, batch: Iterable[Incoming], *, resolutions: bool = False
 ) -> IntegrationResult:
-    """:func:`integrate` (or with ``resolutions``, :func:`integrate_resolutions`) for
-    changesets already decoded from their canonical bodies (as the wire does)."""
+    """Integrate ``(changeset, canonical body, seal)`` triples, already decoded (as the
+    wire and path-to-path transfers do), into ``replica`` (with ``resolutions``, into its
+    resolution database), in one transaction.  Raises as :func:`integrate` does; into a
+    signed replica, every changeset taken must be chained and sealed (module docstring)."""
     if resolutions:
         return _Batch(replica, replica.resolutions, detect_conflicts=False).run(batch)
     return _Batch(replica, replica.main, detect_conflicts=True).run(batch)
 
 
-def _decoded(bodies: Iterable[bytes]) -> Iterator[tuple[ChangeSet, bytes]]:
-    return ((ChangeSet.decode(body), body) for body in bodies)
+def _decoded(bodies: Iterable[bytes]) -> Iterator[Incoming]:
+    return ((ChangeSet.decode(body), body, None) for body in bodies)
 
 
 class _Batch:
@@ -110,15 +163,34 @@ class _Batch:
         self.new: NewRecords
         self.conflict_rows: list[tuple[str, str, str, int, bytes]] = []
         self.answers: dict[str, tuple[str, str, resdb.Answer]] = {}
+        # Signed replicas only: for each origin, its latest changeset taken in this batch
+        # (what its next one must link to, and whose seal is verified at the end), as
+        # (changeset, id, seal).
+        self.signed = replica.signed
+        self.resolutions = db is replica.resolutions  # which of a key's two origins signs
+        self.last_taken: dict[str, tuple[ChangeSet, bytes, bytes]] = {}
 
-    def run(self, batch: Iterable[tuple[ChangeSet, bytes]]) -> IntegrationResult:
+    def run(self, batch: Iterable[Incoming]) -> IntegrationResult:
+        clock_before = self.clock.last
+        try:
+            return self._run(batch)
+        except (IntegrationError, MalformedChangeSet):
+            # Refused before anything was committed: the stamps the batch made the clock
+            # observe (perhaps forged, far in the future) go with it, as do the stamps
+            # issued for its fix-ups, which were never written.
+            self.clock.last = clock_before
+            raise
+
+    def _run(self, batch: Iterable[Incoming]) -> IntegrationResult:
         with self.db.transaction():
-            self.log = LogAppender(self.db, self.db.get_meta("replica_uuid"))
+            self.log = LogAppender(self.db, self.db.get_meta("replica_uuid"), self.replica.signer)
             self.tickets = self.db.tickets()
             self.new = NewRecords(self.db)
-            for cs, body in batch:
+            for cs, body, seal in batch:
                 self.result.received += 1
-                self.take(cs, body)
+                self.take(cs, body, seal)
+            # Inside the transaction: a bad seal rolls the whole batch back.
+            self.verify_seals()
             self.new.flush()
             self.log.flush()
             if self.conflict_rows:
@@ -138,7 +210,7 @@ class _Batch:
 
     # -- one changeset ---------------------------------------------------------------
 
-    def take(self, cs: ChangeSet, body: bytes) -> None:
+    def take(self, cs: ChangeSet, body: bytes, seal: bytes | None) -> None:
         if cs.kind is Kind.NULLIFICATION:
             raise IntegrationError(
                 f"refused a nullification from {cs.origin}: before fix-ups never leave "
@@ -154,6 +226,8 @@ class _Batch:
                 f"changeset {cs.origin}#{cs.origin_seq} arrived before #{have + 1}: "
                 "the sender broke the prefix order; nothing of this batch was written"
             )
+        if self.signed:
+            self.check_chain(cs, changeset_id(body), seal)
         self.tickets[cs.origin] = cs.origin_seq
         self.observe(cs)
         detect = self.detect and cs.kind is Kind.EDIT
@@ -162,12 +236,52 @@ class _Batch:
         prop_conflicts = [c for c in conflicts if c.kind is ConflictKind.PROPS]
         if prop_conflicts:
             self.log.append(self.nullification(prop_conflicts))
-        seq = self.log.append(cs, body)
+        seq = self.log.append(cs, body, seal)
         if prop_conflicts:
             self.resolve(prop_conflicts)
         for c in conflicts:
             self.conflict_rows.append((c.fingerprint, c.type, c.uuid, seq, c.encode()))
         self.result.conflicts += len(conflicts)
+
+    # -- signatures (signed replicas only) ---------------------------------------------
+
+    def check_chain(self, cs: ChangeSet, id_: bytes, seal: bytes | None) -> None:
+        """Refuse ``cs`` (the next of its origin) unless it is chained and sealed and
+        links to its origin's previous changeset; it becomes the origin's latest."""
+        assert cs.origin_seq is not None
+        where = f"changeset {cs.origin}#{cs.origin_seq}"
+        if not cs.chained or seal is None:
+            raise SignatureError(
+                f"{where}: unsigned changeset refused by a signed replica (it is "
+                f"{'not chained' if not cs.chained else 'without a seal'}); nothing of "
+                "this batch was written"
+            )
+        previous = self.last_taken.get(cs.origin)
+        if cs.origin_seq == 1:
+            expected = None
+        elif previous is not None:
+            expected = previous[1]
+        else:
+            expected = self.db.changeset_id(cs.origin, cs.origin_seq - 1)
+        if cs.prev != expected:
+            raise SignatureError(
+                f"{where}: its chain does not link to #{cs.origin_seq - 1} (a gap or "
+                "reordering, or a rewritten history); nothing of this batch was written"
+            )
+        self.last_taken[cs.origin] = (cs, id_, seal)
+
+    def verify_seals(self) -> None:
+        """Verify, for each origin, the seal of its last changeset taken in this batch:
+        through the chain of ids, it vouches for every one taken before it, whatever
+        other origins' changesets lay between them."""
+        for cs, id_, seal in self.last_taken.values():
+            try:
+                verify_seal(seal, id_, cs.origin, resolutions=self.resolutions)
+            except SealError as exc:
+                raise SignatureError(
+                    f"changeset {cs.origin}#{cs.origin_seq}: {exc}; nothing of this batch"
+                    " was written"
+                ) from None
 
     def observe(self, cs: ChangeSet) -> None:
         self.clock.observe(cs.created)
@@ -321,10 +435,11 @@ class _Batch:
             )
         if not minted:
             return
-        self.log.append(
+        # Numbered (it travels), and in a signed replica chained and sealed by the log.
+        self.log.append_own(
             ChangeSet(
                 origin=self.log.own_origin,
-                origin_seq=self.log.next_own_seq(),
+                origin_seq=self.log.peek_own_seq(),
                 creator=self.replica.creator,
                 created=self.clock.now(),
                 kind=Kind.RESOLUTION,

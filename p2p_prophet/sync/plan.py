@@ -38,15 +38,17 @@ def plan(
     batch_bytes: int = DEFAULT_BATCH_BYTES,
 ) -> Iterator[list[LogRow]]:
     """:func:`lacking_changesets` cut into batches of at most ``batch_size`` changesets
-    and, unless one changeset alone is larger, at most ``batch_bytes`` of bodies."""
+    and, unless one changeset alone is larger, at most ``batch_bytes`` of bodies and
+    seals (what a receiver's batch limit counts)."""
     batch: list[LogRow] = []
     size = 0
     for row in lacking_changesets(db, peer, batch_size):
-        if batch and size + len(row.body) > batch_bytes:
+        row_size = len(row.body) + (0 if row.seal is None else len(row.seal))
+        if batch and size + row_size > batch_bytes:
             yield batch
             batch, size = [], 0
         batch.append(row)
-        size += len(row.body)
+        size += row_size
         if len(batch) >= batch_size:
             yield batch
             batch, size = [], 0

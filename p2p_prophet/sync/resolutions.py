@@ -78,7 +78,11 @@ def record(
     written = 0
     resdb = replica.resolutions
     with resdb.transaction():
-        batch = EditBatch(resdb, resdb.get_meta("replica_uuid"), replica.creator, replica.clock)
+        # A signed replica's one signer seals these too: the key derives the resolution
+        # database's origin as well as the main one's.
+        batch = EditBatch(
+            resdb, resdb.get_meta("replica_uuid"), replica.creator, replica.clock, replica.signer
+        )
         for fingerprint, rtype, ruuid, answer in answers:
             ruid = fingerprint_uuid(fingerprint)
             batch.flush()

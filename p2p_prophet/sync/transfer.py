@@ -10,14 +10,16 @@ starts from the tickets and sends nothing twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from p2p_prophet.errors import ProphetError
-from p2p_prophet.store.database import Database
+from p2p_prophet.model import ChangeSet
+from p2p_prophet.security.identity import Identity
+from p2p_prophet.store.database import Database, LogRow
 from p2p_prophet.store.replica import Replica
-from p2p_prophet.sync.integrate import IntegrationResult, integrate, integrate_resolutions
+from p2p_prophet.sync.integrate import Incoming, IntegrationResult, integrate_decoded
 from p2p_prophet.sync.plan import DEFAULT_BATCH, plan
 
 
@@ -88,13 +90,19 @@ def transfer(
     check_compatible(receiver, sender, force=force)
     result = TransferResult()
     for batch in plan(sender.resolutions, receiver.resolutions.tickets(), batch_size):
-        result.resolutions.add(integrate_resolutions(receiver, [row.body for row in batch]))
+        done = integrate_decoded(receiver, _incoming(batch), resolutions=True)
+        result.resolutions.add(done)
     for batch in plan(sender.main, receiver.main.tickets(), batch_size):
-        done = integrate(receiver, [row.body for row in batch])
+        done = integrate_decoded(receiver, _incoming(batch))
         result.changesets.add(done)
         if progress is not None:
             progress(result.changesets)
     return result
+
+
+def _incoming(rows: list[LogRow]) -> Iterator[Incoming]:
+    # Decoded again, as from a peer: the sender's file is not trusted more than its bytes.
+    return ((ChangeSet.decode(row.body), row.body, row.seal) for row in rows)
 
 
 def clone(
@@ -103,13 +111,17 @@ def clone(
     *,
     batch_size: int = DEFAULT_BATCH,
     progress: Progress | None = None,
+    identity: Identity | None = None,
 ) -> tuple[Replica, TransferResult]:
     """Create a replica of ``source``'s database at ``path`` and pull everything into it.
 
-    If the pull is interrupted the new replica keeps the whole batches it got; ``pull``
-    from the same source finishes the job.
+    With ``identity`` the new replica is signed (:meth:`Replica.init`), and so takes
+    only changesets whose signatures verify; it inherits ``source``'s discovery secret
+    if ``source`` has one.  If the pull is interrupted the new replica keeps the whole
+    batches it got; ``pull`` from the same source finishes the job.
     """
-    replica = Replica.init(path, db_uuid=source.db_uuid)
+    secret = source.discovery_secret if identity is not None else None
+    replica = Replica.init(path, db_uuid=source.db_uuid, identity=identity, discovery_secret=secret)
     try:
         return replica, transfer(replica, source, batch_size=batch_size, progress=progress)
     except BaseException:

@@ -13,7 +13,8 @@ from p2p_prophet.model import MAX_CHANGESET_BYTES
 
 @dataclass(frozen=True)
 class Limits:
-    # One frame holds one message; the largest is a changeset with its id.
+    # One frame holds one message; the largest is a changeset with its id and seal
+    # (34 + 98 bytes with their heads, well within the 1,024 to spare).
     max_frame_bytes: int = MAX_CHANGESET_BYTES + 1024
     # Messages nest at most 3 deep (VECTORS > witnesses > witness); bodies are opaque.
     max_depth: int = 3
@@ -21,7 +22,7 @@ class Limits:
     max_vector_entries: int = 1 << 16
     # Witnesses name the receiver's own two logs; a few spare for later versions.
     max_witnesses: int = 8
-    # What a receiver holds in memory before integrating: one batch.
+    # What a receiver holds in memory before integrating: one batch (bodies and seals).
     max_batch_changesets: int = 10_000
     max_batch_bytes: int = 64 << 20
     # A request that is not a stream (hello and vectors) is read whole.

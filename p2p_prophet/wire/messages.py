@@ -1,4 +1,4 @@
-"""The messages of protocol version 1, and their strict decoding.
+"""The messages of protocol version 2, and their strict decoding.
 
 Every message is a CBOR array whose first item is its type number (docs/protocol.md gives
 each one byte by byte)::
@@ -6,14 +6,18 @@ each one byte by byte)::
     HELLO       [0, version, db_uuid, replica_uuid, resolutions_uuid,
                  main_digest, resolutions_digest]
     VECTORS     [1, main_vector, resolutions_vector, witnesses]
-    CHANGESET   [2, id, body]
-    RESOLUTION  [3, id, body]
+    CHANGESET   [2, id, body]  or  [2, id, body, seal]
+    RESOLUTION  [3, id, body]  or  [3, id, body, seal]
     BATCH_END   [4, count, last]
     ERROR       [5, code, message]
     RECEIPT     [6, resolution_counts, changeset_counts]
 
 A HELLO's version sits at the same place in every version, so that a node can tell a
 newer peer "I do not speak your version" before reading anything else.
+
+Version 2 added the optional seal of a signed changeset (docs/security.md): 96 bytes, its
+origin's public key and signature over its id.  A version 1 peer would drop seals, so the
+two are not mixed.
 """
 
 from __future__ import annotations
@@ -25,12 +29,13 @@ from enum import IntEnum
 from typing import Any
 
 from p2p_prophet.model import INT_MAX, CBORError, canonical, is_uuid, strict_loads
+from p2p_prophet.security.signing import SEAL_BYTES
 from p2p_prophet.wire.errors import ErrorCode, ProtocolError, code_of
 from p2p_prophet.wire.frames import frame
 from p2p_prophet.wire.limits import DEFAULT_LIMITS, Limits
 
-PROTOCOL_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+PROTOCOL_VERSION = 2
+SUPPORTED_VERSIONS = (2,)
 DIGEST_BYTES = 8
 ID_BYTES = 32
 
@@ -80,11 +85,13 @@ class Vectors:
 
 @dataclass(frozen=True)
 class Changeset:
-    """One changeset (RESOLUTION: one of the resolution database) with its id."""
+    """One changeset (RESOLUTION: one of the resolution database) with its id, and its
+    seal if it is signed."""
 
     id: bytes
     body: bytes
     resolution: bool = False
+    seal: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -130,9 +137,14 @@ def encode(message: Message) -> bytes:
     return frame(canonical(to_obj(message)))
 
 
-def encode_changeset(id_: bytes, body: bytes, *, resolution: bool = False) -> bytes:
+def encode_changeset(
+    id_: bytes, body: bytes, seal: bytes | None = None, *, resolution: bool = False
+) -> bytes:
     """The frame of one changeset, built without a detour through :class:`Changeset`."""
-    return frame(canonical([3 if resolution else 2, id_, body]))
+    obj = [3 if resolution else 2, id_, body]
+    if seal is not None:
+        obj.append(seal)
+    return frame(canonical(obj))
 
 
 def to_obj(message: Message) -> list[Any]:
@@ -156,7 +168,10 @@ def to_obj(message: Message) -> list[Any]:
             ]
         case Changeset():
             kind = MessageType.RESOLUTION if message.resolution else MessageType.CHANGESET
-            return [kind, message.id, message.body]
+            obj = [kind, message.id, message.body]
+            if message.seal is not None:
+                obj.append(message.seal)
+            return obj
         case BatchEnd():
             return [MessageType.BATCH_END, message.count, message.last]
         case Error():
@@ -207,16 +222,22 @@ def decode(content: bytes, limits: Limits = DEFAULT_LIMITS) -> Message:
 
 def _changeset(obj: list[Any], resolution: bool) -> Changeset:
     what = "RESOLUTION" if resolution else "CHANGESET"
-    _expect(len(obj) == 3, f"{what} has 3 items")
-    _, id_, body = obj
+    _expect(len(obj) in (3, 4), f"{what} has 3 items, or 4 with a seal")
+    id_, body = obj[1], obj[2]
+    seal = obj[3] if len(obj) == 4 else None
     _expect(type(id_) is bytes and len(id_) == ID_BYTES, f"{what} id is not 32 bytes")
     _expect(type(body) is bytes, f"{what} body is not a byte string")
+    # Only the length here: whether the seal verifies is for a signed receiver to check.
+    _expect(
+        seal is None or (type(seal) is bytes and len(seal) == SEAL_BYTES),
+        f"{what} seal is not {SEAL_BYTES} bytes",
+    )
     if hashlib.sha256(body).digest() != id_:
         raise ProtocolError(
             ErrorCode.INVALID_CHANGESET,
             f"a changeset's id {id_.hex()[:16]}… does not match its body",
         )
-    return Changeset(id_, body, resolution)
+    return Changeset(id_, body, resolution, seal)
 
 
 def _hello(obj: list[Any], limits: Limits) -> Hello:

@@ -29,14 +29,16 @@ from p2p_prophet.wire.limits import DEFAULT_LIMITS, Limits
 
 @dataclass(frozen=True)
 class Batch:
-    """A whole batch: decoded changesets with their canonical bodies, all of one kind."""
+    """A whole batch, all of one kind: decoded changesets with their canonical bodies and
+    their seals (None: unsigned)."""
 
     resolution: bool
-    changesets: tuple[tuple[ChangeSet, bytes], ...]
+    changesets: tuple[tuple[ChangeSet, bytes, bytes | None], ...]
 
     @property
     def size(self) -> int:
-        return sum(len(body) for _, body in self.changesets)
+        """Bytes of bodies and seals, as the batch limit counts them."""
+        return sum(len(body) + len(seal or b"") for _, body, seal in self.changesets)
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ class TransferReader:
         self._limits = limits
         self._frames = FrameDecoder(limits)
         self._preamble = list(preamble)
-        self._batch: list[tuple[ChangeSet, bytes]] = []
+        self._batch: list[tuple[ChangeSet, bytes, bytes | None]] = []
         self._batch_bytes = 0
         self._batch_kind: bool | None = None  # True: resolutions
         self._seen_changesets = False
@@ -159,7 +161,7 @@ class TransferReader:
                 ErrorCode.TOO_LARGE,
                 f"a batch of more than {limits.max_batch_changesets} changesets",
             )
-        self._batch_bytes += len(msg.body)
+        self._batch_bytes += len(msg.body) + len(msg.seal or b"")
         if self._batch_bytes > limits.max_batch_bytes:
             raise ProtocolError(
                 ErrorCode.TOO_LARGE, f"a batch of more than {limits.max_batch_bytes} bytes"
@@ -171,7 +173,7 @@ class TransferReader:
                 ErrorCode.INVALID_CHANGESET,
                 f"changeset {len(self._batch) + 1} of batch {self.batches + 1}: {exc}",
             ) from None
-        self._batch.append((cs, msg.body))
+        self._batch.append((cs, msg.body, msg.seal))
 
     def _end_batch(self, msg: m.BatchEnd) -> list[Event]:
         if msg.count != len(self._batch):
@@ -222,9 +224,10 @@ def read_messages(
     return messages
 
 
-def encode_batch(rows: Iterable[tuple[bytes, bytes]], *, resolution: bool) -> bytes:
-    """The frames of one batch of ``(id, body)`` pairs and its BATCH_END."""
-    parts = [m.encode_changeset(id_, body, resolution=resolution) for id_, body in rows]
+def encode_batch(rows: Iterable[tuple[bytes, bytes, bytes | None]], *, resolution: bool) -> bytes:
+    """The frames of one batch of ``(id, body, seal)`` triples (seal None: unsigned) and
+    its BATCH_END."""
+    parts = [m.encode_changeset(id_, body, seal, resolution=resolution) for id_, body, seal in rows]
     parts.append(m.encode(m.BatchEnd(len(parts))))
     return b"".join(parts)
 
