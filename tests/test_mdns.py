@@ -3,23 +3,35 @@ namespaces of our own (loopback with multicast), never on the machine's interfac
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
+import subprocess
+import sys
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from netns import Avahi, Lan, Namespace, NodeProcess, unavailable
+from zeroconf import DNSIncoming, DNSText
 
 from p2p_prophet.net.node import read_status
+from p2p_prophet.security import Identity
+from p2p_prophet.security.discovery import discovery_key, new_secret, replica_secret
 from p2p_prophet.store import Replica
 from p2p_prophet.sync import clone
+from p2p_prophet.wire import PROTOCOL_VERSION
 
 REASON = unavailable()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"no network namespaces: {REASON}")
 
 MDNS_ON_LO = ("--host", "127.0.0.1", "--port", "0", "--mdns-interface", "127.0.0.1")
 FAST = ("--interval", "0.5")
+PLAIN = ("--insecure",)  # for a plain replica (no identity): plain HTTP, no TLS
 
 
 @pytest.fixture
@@ -65,10 +77,10 @@ def test_three_nodes_find_each_other_and_converge_and_ignore_another_database(
     stranger = tmp_path / "stranger"
     Replica.init(stranger).close()
 
-    other = NodeProcess(ns, stranger, *MDNS_ON_LO, *FAST, "--name", "stranger")
+    other = NodeProcess(ns, stranger, *MDNS_ON_LO, *FAST, *PLAIN, "--name", "stranger")
     nodes.append(other)
     for path in paths:
-        nodes.append(NodeProcess(ns, path, *MDNS_ON_LO, *FAST, "--name", path.name))
+        nodes.append(NodeProcess(ns, path, *MDNS_ON_LO, *FAST, *PLAIN, "--name", path.name))
     ours = nodes[1:]
     for node in ours:
         node.wait_for("discovered", count=2)  # the two others of its database
@@ -117,7 +129,7 @@ def test_hosts_on_a_lan_discover_each_other_join_late_leave_and_come_back(
             clone(first, path)[0].close()
 
     def start(i: int) -> NodeProcess:
-        node = NodeProcess(lan.hosts[i], paths[i], *on(lan, i), "--name", f"laptop{i}")
+        node = NodeProcess(lan.hosts[i], paths[i], *on(lan, i), *PLAIN, "--name", f"laptop{i}")
         nodes.append(node)
         return node
 
@@ -170,8 +182,9 @@ def test_a_real_mdns_stack_sees_our_node_and_we_see_its_services(
     lan: Lan, avahi: Avahi, nodes: list[NodeProcess], tmp_path: Path
 ) -> None:
     with Replica.init(tmp_path / "laptop1") as replica:
-        db_uuid, replica_uuid = replica.db_uuid, replica.uuid
-    node = NodeProcess(lan.hosts[1], tmp_path / "laptop1", *on(lan, 1), "--name", "laptop1")
+        replica_uuid = replica.uuid
+        key = discovery_key(replica_secret(replica), replica.db_uuid)
+    node = NodeProcess(lan.hosts[1], tmp_path / "laptop1", *on(lan, 1), *PLAIN, "--name", "laptop1")
     nodes.append(node)
 
     # avahi-browse lists our node, resolved, with its TXT record.
@@ -181,10 +194,10 @@ def test_a_real_mdns_stack_sees_our_node_and_we_see_its_services(
 
     eventually(lambda: bool(listed()))
     fields = listed().split(";")
-    assert fields[3].startswith("laptop1") and db_uuid in fields[3]
+    assert fields[3].startswith("laptop1") and key in fields[3]
     assert fields[7:9] == ["198.18.0.2", "7420"]
     txt = fields[9]
-    for entry in ("v=1", f"r={replica_uuid}", f"d={db_uuid}"):
+    for entry in (f"v={PROTOCOL_VERSION}", f"r={replica_uuid}", f"k={key}"):
         assert f'"{entry}"' in txt
     assert len(txt.encode()) < 200
 
@@ -192,12 +205,12 @@ def test_a_real_mdns_stack_sees_our_node_and_we_see_its_services(
     published = avahi.popen(
         "avahi-publish",
         "-s",
-        f"avahi ({db_uuid})",
+        f"avahi ({key})",
         "_prophet._tcp",
         "7777",
-        "v=1",
+        f"v={PROTOCOL_VERSION}",
         "r=00000000-0000-4000-8000-0000000000aa",
-        f"d={db_uuid}",
+        f"k={key}",
         "h=00",
     )
     try:
@@ -207,3 +220,213 @@ def test_a_real_mdns_stack_sees_our_node_and_we_see_its_services(
         published.wait(timeout=10)
     # ...and dropped when it says goodbye.
     node.wait_for("http://198.18.0.1:7777 left")
+
+
+# -- what a stranger on the LAN sees ------------------------------------------------------
+
+STRANGER = Path(__file__).with_name("mdns_stranger.py")
+
+
+class Stranger:
+    """tests/mdns_stranger.py in a namespace: python-zeroconf browsing ``_prophet._tcp``
+    and a socket recording every mDNS packet, as any program on the LAN could."""
+
+    def __init__(self, ns: Namespace, address: str) -> None:
+        self.process = subprocess.Popen(
+            ns.command(sys.executable, str(STRANGER), address),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.documents: list[dict[str, Any]] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        eventually(lambda: any(d.get("ready") for d in list(self.documents)))
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.documents.append(json.loads(line))
+
+    @property
+    def services(self) -> list[dict[str, Any]]:
+        """Every service it resolved, again at each update, in order."""
+        return [d for d in list(self.documents) if "name" in d]
+
+    def cache(self) -> list[dict[str, Any]]:
+        """Every record in its zeroconf cache now."""
+        assert self.process.stdin is not None
+        asked = len(self.documents)
+        self.process.stdin.write("\n")
+        self.process.stdin.flush()
+        eventually(lambda: any("cache" in d for d in self.documents[asked:]))
+        return next(d for d in self.documents[asked:] if "cache" in d)["cache"]  # type: ignore[no-any-return]
+
+    def finish(self) -> dict[str, Any]:
+        """Everything it heard: the raw packets and zeroconf's cache."""
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(timeout=20)
+        self._reader.join(5)
+        return next(d for d in self.documents if "packets" in d)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def strangers() -> Iterator[list[Stranger]]:
+    started: list[Stranger] = []
+    yield started
+    for stranger in started:
+        stranger.stop()
+
+
+def secret_forms(db_uuid: str, secret: bytes, identity: Identity) -> dict[str, bytes]:
+    """Every form of what must never go on the LAN."""
+    raw_key = identity.key.private_bytes_raw()
+    pem_body = b"".join(identity.key_pem().splitlines()[1:-1])
+    return {
+        "the database id": db_uuid.encode(),
+        "the database id without dashes": db_uuid.replace("-", "").encode(),
+        "the database id as 16 bytes": uuid.UUID(db_uuid).bytes,
+        "the discovery secret": secret,
+        "the discovery secret in hex": secret.hex().encode(),
+        "the identity's private key": raw_key,
+        "the identity's private key in hex": raw_key.hex().encode(),
+        "the identity's private key in PEM": pem_body,
+    }
+
+
+def leaked(blob: bytes, forms: dict[str, bytes]) -> list[str]:
+    """The forms found in ``blob``, in any case."""
+    lowered = blob.lower()
+    return [what for what, form in forms.items() if form in blob or form.lower() in lowered]
+
+
+def test_a_stranger_on_the_lan_sees_a_discovery_key_never_the_database_id_or_a_secret(
+    ns: Namespace, nodes: list[NodeProcess], strangers: list[Stranger], tmp_path: Path
+) -> None:
+    path = tmp_path / "laptop"
+    # A signed replica: an identity, and a discovery secret made with the database.
+    with Replica.init(path, identity=Identity.generate()) as replica:
+        replica.create("ticket", {"summary": "private"})
+        db_uuid, replica_uuid = replica.db_uuid, replica.uuid
+        secret, identity = replica_secret(replica), replica.identity
+    assert identity is not None
+    forms = secret_forms(db_uuid, secret, identity)
+    key = discovery_key(secret, db_uuid)
+
+    stranger = Stranger(ns, "127.0.0.1")  # listening before the node announces itself
+    strangers.append(stranger)
+    node = NodeProcess(ns, path, *MDNS_ON_LO, *FAST, "--name", "laptop")
+    nodes.append(node)
+    assert db_uuid in node.wait_for("advertising")  # the local log names it; the LAN not
+    eventually(lambda: bool(stranger.services))
+    with Replica.open(path) as cli:  # an edit: the TXT record is updated with the digest
+        cli.create("ticket", {"summary": "also private"})
+    eventually(lambda: len({s["properties"]["h"] for s in stranger.services}) == 2)
+    cache = stranger.cache()
+    assert node.stop() == 0  # and the goodbye
+    time.sleep(0.5)
+    heard = stranger.finish()
+
+    # What a browser shows: our node, under the discovery key.
+    for service in stranger.services:
+        assert service["properties"] == {
+            "v": str(PROTOCOL_VERSION),
+            "r": replica_uuid,
+            "k": key,
+            "h": service["properties"]["h"],
+        }
+        assert service["name"] == f"laptop ({key})._prophet._tcp.local."
+        assert service["server"] == f"p2p-prophet-{replica_uuid[:8]}.local."
+        shown = json.dumps({k: v for k, v in service.items() if k != "text"}).encode()
+        assert leaked(shown, forms) == []
+        assert leaked(bytes.fromhex(service["text"]), forms) == []
+    # Every record it cached, and every byte of every packet multicast while it listened
+    # (probes, announcements, the update, the goodbye).
+    assert any(entry["text"] for entry in cache) and heard["packets"]
+    for entry in cache + heard["cache"]:
+        assert leaked(json.dumps({**entry, "text": ""}).encode(), forms) == []
+        assert leaked(bytes.fromhex(entry["text"]), forms) == []
+    packets = [bytes.fromhex(p) for p in heard["packets"]]
+    for packet in packets:
+        assert leaked(packet, forms) == []
+    assert any(key.encode() in packet for packet in packets)
+    goodbyes = [
+        record
+        for packet in packets
+        for record in DNSIncoming(packet).answers()
+        if isinstance(record, DNSText) and record.ttl == 0
+    ]
+    assert goodbyes and all(f"k={key}".encode() in record.text for record in goodbyes)
+
+
+def test_only_nodes_that_hold_the_databases_secret_find_each_other(
+    ns: Namespace, nodes: list[NodeProcess], strangers: list[Stranger], tmp_path: Path
+) -> None:
+    paths = [tmp_path / name for name in ("alice", "bob", "carol")]
+    # Three replicas of one database id; carol's discovery secret is not the others'.
+    db_uuid = str(uuid.uuid4())
+    secret, other_secret = new_secret(), new_secret()
+    for path, its_secret in zip(paths, (secret, secret, other_secret), strict=True):
+        Replica.init(
+            path, db_uuid=db_uuid, identity=Identity.generate(), discovery_secret=its_secret
+        ).close()
+    ours, theirs = discovery_key(secret, db_uuid), discovery_key(other_secret, db_uuid)
+    assert ours != theirs
+
+    stranger = Stranger(ns, "127.0.0.1")
+    strangers.append(stranger)
+    a, b, c = (NodeProcess(ns, p, *MDNS_ON_LO, *FAST, "--name", p.name) for p in paths)
+    nodes.extend((a, b, c))
+    a.wait_for(f"discovered {b.url}")
+    b.wait_for(f"discovered {a.url}")
+
+    # All three advertisements are on the medium, each under its key...
+    def keys_seen() -> dict[str, str]:
+        return {s["name"].split(" ")[0]: s["properties"]["k"] for s in stranger.services}
+
+    eventually(lambda: len(keys_seen()) == 3)
+    assert keys_seen() == {"alice": ours, "bob": ours, "carol": theirs}
+    time.sleep(2 * 0.5)  # two gossip intervals, for a wrong contact to show
+    # ...and carol's is ignored by alice and bob, theirs by carol.
+    for node in (a, b):
+        assert c.url not in node.log
+    assert "discovered" not in c.log
+    assert "exchange with" not in c.log and "push with" not in c.log
+
+
+def test_avahi_sees_the_discovery_key_and_no_database_id_or_secret(
+    lan: Lan, avahi: Avahi, nodes: list[NodeProcess], tmp_path: Path
+) -> None:
+    path = tmp_path / "laptop1"
+    with Replica.init(path, identity=Identity.generate()) as replica:
+        db_uuid, replica_uuid = replica.db_uuid, replica.uuid
+        secret, identity = replica_secret(replica), replica.identity
+    assert identity is not None
+    forms = secret_forms(db_uuid, secret, identity)
+    key = discovery_key(secret, db_uuid)
+    node = NodeProcess(lan.hosts[1], path, *on(lan, 1), "--name", "laptop1")
+    nodes.append(node)
+
+    def browsed() -> str:
+        return avahi.run("avahi-browse", "-rpt", "_prophet._tcp").stdout
+
+    eventually(lambda: any(line.startswith("=") for line in browsed().splitlines()))
+    out = browsed()
+    resolved = next(line for line in out.splitlines() if line.startswith("="))
+    fields = resolved.split(";")
+    assert unescape(fields[3]) == f"laptop1 ({key})"
+    assert fields[6] == f"p2p-prophet-{replica_uuid[:8]}.local"
+    assert f'"k={key}"' in fields[9] and f'"r={replica_uuid}"' in fields[9]
+    for shown in (out, unescape(out)):
+        assert leaked(shown.encode(), forms) == []
+
+
+def unescape(parsable: str) -> str:
+    """avahi-browse -p's names, with its \\DDD (decimal) escapes undone."""
+    return re.sub(r"\\(\d{3})", lambda m: chr(int(m[1])), parsable)

@@ -1,13 +1,17 @@
 """mDNS/DNS-SD: advertise this node and discover the nodes of the same database.
 
 The service type is Prophet's, ``_prophet._tcp.local.``; the instance name is
-``<name> (<db_uuid>)``; the TXT record (under 200 bytes) holds::
+``<name> (<discovery key>)``; the TXT record (under 200 bytes) holds::
 
     v  protocol version          r  replica uuid
-    d  database uuid             h  digest of the vectors and head ids (hex)
+    k  discovery key             h  digest of the vectors and head ids (hex)
 
 so that a peer can tell without connecting whether it is behind.  The TXT record is
 updated when the digest changes (at most once a second: mDNS is a shared medium).
+
+The database id is never advertised: the discovery key
+(:mod:`p2p_prophet.security.discovery`) stands for it, and only the holders of the
+database's discovery secret can tell which database it is.
 
 python-zeroconf runs its own thread.  Its callbacks only hand events into trio through a
 memory channel; resolving a service (a blocking call) runs on a trio worker thread.
@@ -45,7 +49,7 @@ class Advert:
     """What a node advertises."""
 
     name: str
-    db_uuid: str
+    discovery_key: str  # never the db_uuid: see p2p_prophet.security.discovery
     replica_uuid: str
     port: int
     addresses: Sequence[str]
@@ -53,7 +57,7 @@ class Advert:
 
     @property
     def instance(self) -> str:
-        suffix = f" ({self.db_uuid})"
+        suffix = f" ({self.discovery_key})"
         # Room is left for the "-NN" zeroconf adds to a name that clashes.
         room = MAX_LABEL - len(suffix) - CLASH_ROOM
         name = self.name.replace(".", "-").encode()[:room].decode(errors="ignore")
@@ -63,7 +67,7 @@ class Advert:
         return {
             "v": str(PROTOCOL_VERSION),
             "r": self.replica_uuid,
-            "d": self.db_uuid,
+            "k": self.discovery_key,
             "h": self.digest.hex(),
         }
 
@@ -97,8 +101,13 @@ class Gone:
     instance: str
 
 
-def parse(info: ServiceInfo, db_uuid: str, own_replica: str) -> Found | None:
-    """A :class:`Found` for a service of our database that is not us, else None."""
+def parse(
+    info: ServiceInfo, discovery_key: str, own_replica: str, scheme: str = "http"
+) -> Found | None:
+    """A :class:`Found` for a service of our database (it advertises our
+    ``discovery_key``) that is not us, else None.  Its URL has our own ``scheme``: the
+    nodes of one database all serve TLS, or all plain HTTP (a plain database's key is
+    not a signed one's, so the two never find each other)."""
     props = {
         k.decode(errors="replace"): (v or b"").decode(errors="replace")
         for k, v in (info.properties or {}).items()
@@ -107,7 +116,7 @@ def parse(info: ServiceInfo, db_uuid: str, own_replica: str) -> Found | None:
         version = int(props.get("v", ""))
     except ValueError:
         return None
-    if version not in SUPPORTED_VERSIONS or props.get("d") != db_uuid:
+    if version not in SUPPORTED_VERSIONS or props.get("k") != discovery_key:
         return None
     replica = props.get("r", "")
     if not replica or replica == own_replica:
@@ -116,7 +125,8 @@ def parse(info: ServiceInfo, db_uuid: str, own_replica: str) -> Found | None:
     if not addresses or not info.port:
         return None
     host = addresses[0]
-    url = f"http://[{host}]:{info.port}" if ":" in host else f"http://{host}:{info.port}"
+    where = f"[{host}]" if ":" in host else host
+    url = f"{scheme}://{where}:{info.port}"
     try:
         digest: bytes | None = bytes.fromhex(props.get("h", ""))
     except ValueError:
@@ -128,7 +138,8 @@ class Discovery:
     """Advertises ``advert`` and reports the nodes of its database until cancelled.
 
     ``on_found`` / ``on_gone`` are called on the trio loop.  ``interfaces``: the
-    addresses to run mDNS on (default: every interface).
+    addresses to run mDNS on (default: every interface).  ``scheme``: of the URLs of the
+    nodes found (``https`` for a node that serves TLS).
     """
 
     def __init__(
@@ -138,8 +149,10 @@ class Discovery:
         on_gone: Callable[[Gone], None],
         *,
         interfaces: Sequence[str] | None = None,
+        scheme: str = "http",
     ) -> None:
         self.advert = advert
+        self.scheme = scheme
         self.on_found = on_found
         self.on_gone = on_gone
         self.interfaces = interfaces
@@ -214,7 +227,7 @@ class Discovery:
         )
         if info is None:
             return
-        found = parse(info, self.advert.db_uuid, self.advert.replica_uuid)
+        found = parse(info, self.advert.discovery_key, self.advert.replica_uuid, self.scheme)
         if found is None:
             return
         self.known[name] = found
