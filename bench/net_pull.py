@@ -1,13 +1,20 @@
-"""Network replication throughput and the cost of an idle sync, over loopback HTTP.
+"""Network replication throughput and the cost of an idle sync, over loopback, plain and
+secured.
 
-Prints, for a clone of 100,000 changesets (one create of 3 properties each):
+Prints, for a clone of 100,000 changesets (one create of 3 properties each), twice: for
+a database without members (``init --insecure``, the node served ``--insecure``: plain
+HTTP, unsigned changesets) and for one with members (TLS 1.3 pinned to the members,
+every changeset chained and signed, the clone made with an invite and verifying every
+link and one signature per run):
 
-* over HTTP: a node (`p2p-prophet serve`, its own process) and a cloning client (another
-  process) -- changesets/s, bytes of transfer stream per changeset, peak RSS of each;
+* over the network: a node (`p2p-prophet serve`, its own process) and a cloning client
+  (another process) -- changesets/s, bytes of transfer stream per changeset, peak RSS of
+  each;
 * path to path, the same clone in one process (the replication issue's figure);
 
 and for an idle sync between two replicas already in sync: bytes on the wire both ways
-(counted by a loopback TCP proxy, so HTTP headers included) and milliseconds.
+(counted by a loopback TCP proxy, so HTTP headers and TLS records included) and
+milliseconds.
 
 Usage: python bench/net_pull.py [--n 100000] [--idle 20]
 """
@@ -48,11 +55,21 @@ LOOPBACK = ("--host", "127.0.0.1", "--port", "0", "--no-mdns")
 
 
 class Node:
-    """`p2p-prophet serve` in its own process."""
+    """`p2p-prophet serve` in its own process (``--insecure`` unless ``secure``)."""
 
-    def __init__(self, replica: Path) -> None:
+    def __init__(self, replica: Path, secure: bool) -> None:
+        insecure = () if secure else ("--insecure",)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "p2p_prophet", "-R", str(replica), "serve", *LOOPBACK],
+            [
+                sys.executable,
+                "-m",
+                "p2p_prophet",
+                "-R",
+                str(replica),
+                "serve",
+                *LOOPBACK,
+                *insecure,
+            ],
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -87,9 +104,26 @@ def child(mode: str, *args: str) -> dict[str, Any]:
     if mode == "fill":
         from pull import fill
 
-        with Replica.init(Path(args[0])) as source:
-            fill(source, int(args[1]))
+        from p2p_prophet.security import Identity
+        from p2p_prophet.security.membership import add_member
+
+        path, n, secure = Path(args[0]), int(args[1]), args[2] == "secure"
+        if secure:
+            me = Identity.generate()
+            made = Replica.init(
+                path, identity=me, prepare=lambda r: add_member(r, me.certificate_pem, "bench")
+            )
+        else:
+            made = Replica.init(path)
+        with made as source:
+            fill(source, n)
             return {"digest": source.main.digest()}
+
+    if mode == "invite":
+        from p2p_prophet.security.invite import create_invite
+
+        with Replica.open(Path(args[0])) as source:
+            return {"token": create_invite(source, [args[1]]).encode()}
 
     if mode == "path-clone":
         with Replica.open(Path(args[0])) as source:
@@ -104,19 +138,27 @@ def child(mode: str, *args: str) -> dict[str, Any]:
                 }
 
     if mode == "net-clone":
-        url, path = args
+        from p2p_prophet.net.client import clone_with_invite
+        from p2p_prophet.security.invite import Invite
+
+        url, path = args  # a URL, or an invite token for a secured node
         last: list[Progress] = []
 
         async def run() -> dict[str, Any]:
             async with new_http_client() as http:
                 start = time.perf_counter()
-                dest, result = await clone(url, Path(path), http=http, progress=last.append)
+                if url.startswith("http"):
+                    dest, result = await clone(url, Path(path), http=http, progress=last.append)
+                else:
+                    dest, result = await clone_with_invite(
+                        Invite.decode(url), Path(path), progress=last.append
+                    )
                 seconds = time.perf_counter() - start
             with dest:
                 return {
                     "seconds": seconds,
                     "n": result.changesets.integrated,
-                    "bytes": last[-1].bytes,
+                    "bytes": max(p.bytes for p in last if p.direction == "pull"),
                     "digest": dest.main.digest(),
                 }
 
@@ -125,20 +167,31 @@ def child(mode: str, *args: str) -> dict[str, Any]:
     if mode == "idle":
         from tcp_proxy import Proxy
 
+        from p2p_prophet.security.membership import trusted_peers
+        from p2p_prophet.security.tls import client_context
+
         url, path, rounds = args[0], args[1], int(args[2])
 
         async def idle() -> dict[str, Any]:
             proxy = Proxy(int(url.rsplit(":", 1)[1]))
             samples = []
             with Replica.open(Path(path)) as replica:
+                tls = None
+                if replica.identity is not None:
+                    tls = client_context(replica.identity, trusted_peers(replica))
+                scheme = "https" if tls is not None else "http"
                 async with trio.open_nursery() as nursery:
                     await nursery.start(proxy.run)
+                    target = scheme + "://" + proxy.url.split("://", 1)[1]
                     for _ in range(rounds):
                         # A fresh client each time: an idle sync as `p2p-prophet sync` does
                         # it, TCP connection set-up included.
                         up, down = proxy.bytes_up, proxy.bytes_down
                         start = time.perf_counter()
-                        async with Peer(proxy.url, ReplicaWorker(replica)) as peer:
+                        async with (
+                            new_http_client(tls=tls) as http,
+                            Peer(target, ReplicaWorker(replica), http=http) as peer,
+                        ):
                             result = await peer.sync()
                         samples.append(
                             (
@@ -150,7 +203,10 @@ def child(mode: str, *args: str) -> dict[str, Any]:
                         assert result.pulled.changesets.received == 0
                     # As a running node will: one client, its connection kept alive.
                     reused = []
-                    async with Peer(proxy.url, ReplicaWorker(replica)) as peer:
+                    async with (
+                        new_http_client(tls=tls) as http,
+                        Peer(target, ReplicaWorker(replica), http=http) as peer,
+                    ):
                         for _ in range(rounds):
                             start = time.perf_counter()
                             await peer.sync()
@@ -170,6 +226,37 @@ def child(mode: str, *args: str) -> dict[str, Any]:
 # -- the benchmark -----------------------------------------------------------------------------
 
 
+def measure(root: Path, n: int, idle_rounds: int, secure: bool) -> dict[str, Any]:
+    """Fill a source, clone it by path and over the network, time idle syncs."""
+    kind = "secure" if secure else "plain"
+    source = root / f"source-{kind}"
+    filled, _ = run_child("fill", str(source), str(n), kind)
+    path, path_rss = run_child("path-clone", str(source), str(root / f"by-path-{kind}"))
+    assert path["digest"] == filled["digest"]
+    node = Node(source, secure)
+    try:
+        if secure:
+            token, _ = run_child("invite", str(source), node.url)
+            how = token["token"]
+        else:
+            how = node.url
+        net, client_rss = run_child("net-clone", how, str(root / f"by-net-{kind}"))
+        # A clone with an invite ends by adding its member record and removing the
+        # invite's: two changesets more than the source had when it was filled.
+        assert net["n"] >= n
+        if not secure:
+            assert net["digest"] == filled["digest"]
+        idle, _ = run_child("idle", node.url, str(root / f"by-net-{kind}"), str(idle_rounds))
+    finally:
+        server_rss = node.stop()
+    return {
+        "net": net,
+        "path": path,
+        "idle": idle,
+        "rss": (server_rss, client_rss, path_rss),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000)
@@ -178,45 +265,48 @@ def main() -> None:
     from machine import describe
 
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        source = root / "source"
-        filled, _ = run_child("fill", str(source), str(args.n))
-
-        path, path_rss = run_child("path-clone", str(source), str(root / "by-path"))
-        assert path["digest"] == filled["digest"]
-
-        node = Node(source)
-        try:
-            net, client_rss = run_child("net-clone", node.url, str(root / "by-net"))
-            assert net["digest"] == filled["digest"] and net["n"] == args.n
-            idle, _ = run_child("idle", node.url, str(root / "by-net"), str(args.idle))
-        finally:
-            server_rss = node.stop()
+        runs = {
+            "plain HTTP, unsigned": measure(Path(tmp), args.n, args.idle, secure=False),
+            "TLS 1.3, signed": measure(Path(tmp), args.n, args.idle, secure=True),
+        }
 
     n = args.n
     print(f"machine: {describe()}")
     print(f"clone of {n:,} changesets")
-    print(
-        f"  over HTTP (loopback)  {net['seconds']:7.2f} s  {n / net['seconds']:>8,.0f} changesets/s"
-        f"  {net['bytes'] / n:6.1f} bytes/changeset on the wire"
-    )
-    path_rate = n / path["seconds"]
-    print(f"  path to path          {path['seconds']:7.2f} s  {path_rate:>8,.0f} changesets/s")
-    print(
-        f"  HTTP / path time      {net['seconds'] / path['seconds']:7.2f}x  (goal <= 1.5x;"
-        " goal >= 15,000 changesets/s)"
-    )
-    print(
-        f"  peak RSS: node {server_rss / 1024:.0f} MiB, HTTP client {client_rss / 1024:.0f} MiB,"
-        f" path-to-path process {path_rss / 1024:.0f} MiB"
-    )
+    rates = {}
+    for label, run in runs.items():
+        net, path = run["net"], run["path"]
+        rates[label] = n / net["seconds"]
+        server_rss, client_rss, path_rss = run["rss"]
+        print(f"  {label}")
+        print(
+            f"    over the network (loopback) {net['seconds']:7.2f} s"
+            f"  {n / net['seconds']:>8,.0f} changesets/s"
+            f"  {net['bytes'] / n:6.1f} bytes/changeset of transfer stream"
+        )
+        print(
+            f"    path to path                {path['seconds']:7.2f} s"
+            f"  {n / path['seconds']:>8,.0f} changesets/s"
+        )
+        print(
+            f"    network / path time         {net['seconds'] / path['seconds']:7.2f}x"
+            "  (goal <= 1.5x; goal >= 15,000 changesets/s)"
+        )
+        print(
+            f"    peak RSS: node {server_rss / 1024:.0f} MiB, client {client_rss / 1024:.0f} MiB,"
+            f" path-to-path process {path_rss / 1024:.0f} MiB"
+        )
+    plain, secure = rates.values()
+    print(f"  signed and encrypted / plain throughput: {secure / plain:.2f} (goal >= 0.67)")
     print(f"idle sync (in sync already), median of {args.idle}")
-    total = idle["up"] + idle["down"]
-    print(
-        f"  on the wire: {idle['up']} bytes up + {idle['down']} bytes down = {total} (goal <= 512)"
-    )
-    print(f"  {idle['ms']:.1f} ms with a new client and connection (as the CLI's `sync`)")
-    print(f"  {idle['reused_ms']:.1f} ms with a kept-alive connection (as a running node)")
+    for label, run in runs.items():
+        idle = run["idle"]
+        total = idle["up"] + idle["down"]
+        print(
+            f"  {label}: {idle['up']} bytes up + {idle['down']} bytes down = {total}"
+            f" (goal <= 512); {idle['ms']:.1f} ms with a new client (as the CLI's `sync`),"
+            f" {idle['reused_ms']:.1f} ms with one client (as a running node)"
+        )
 
 
 if __name__ == "__main__":

@@ -13,9 +13,12 @@ import json
 import logging
 import os
 import signal
+import ssl
 import sys
 import tempfile
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO, TypeVar
 
@@ -32,17 +35,28 @@ from p2p_prophet.foreign import clone as foreign_clone
 from p2p_prophet.foreign import pull as foreign_pull
 from p2p_prophet.foreign import push as foreign_push
 from p2p_prophet.model import ChangeSet, Value, check_name, check_value
-from p2p_prophet.net.client import NetworkError, Peer, new_http_client
+from p2p_prophet.net.client import NetworkError, Peer, clone_with_invite, new_http_client
 from p2p_prophet.net.client import clone as net_clone
+from p2p_prophet.net.mdns import advertised_addresses
 from p2p_prophet.net.node import Node, read_status
 from p2p_prophet.net.worker import ReplicaWorker
 from p2p_prophet.progress import transfer_bar
+from p2p_prophet.security import membership
+from p2p_prophet.security.identity import Identity
+from p2p_prophet.security.invite import DEFAULT_LIFETIME, TOKEN_PREFIX, Invite, create_invite
+from p2p_prophet.security.tls import client_context
 from p2p_prophet.store import Replica, is_replica
+from p2p_prophet.store.replica import default_creator
 from p2p_prophet.sync.human import conflict_record, list_conflicts, resolve_conflict
 from p2p_prophet.sync.transfer import TransferResult, transfer
 from p2p_prophet.sync.transfer import clone as sync_clone
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+NO_MEMBERS = (
+    "has no identity: its database has no members (made with `init --insecure`, or cloned "
+    "from such a replica)"
+)
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -202,13 +216,40 @@ def cli(debug: bool) -> None:
 @cli.command()
 @replica_option
 @click.option("--db-uuid", metavar="UUID", help="Join an existing database id.")
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="No identity and no members: the replica signs nothing and its node serves "
+    "plain HTTP to anyone (for tests and demos).",
+)
+@click.option("--name", metavar="NAME", help="Your name in the membership [default: you@host].")
 @json_option
 @click.pass_context
-def init(ctx: click.Context, db_uuid: str | None, as_json: bool) -> None:
-    """Create a replica (prints its replica_uuid)."""
+def init(
+    ctx: click.Context, db_uuid: str | None, insecure: bool, name: str | None, as_json: bool
+) -> None:
+    """Create a replica (prints its replica_uuid).
+
+    The replica gets an identity (a key pair; its fingerprint is how peers know it) and
+    becomes the first member of its database: only members' nodes can sync with it."""
     path = replica_path(ctx)
-    with Replica.init(path, db_uuid=db_uuid) as replica:
-        doc = {"replica_uuid": replica.uuid, "db_uuid": replica.db_uuid, "path": str(path)}
+    if insecure:
+        replica = Replica.init(path, db_uuid=db_uuid)
+    else:
+        identity = Identity.generate()
+        founder = name or default_creator()
+
+        def found(new: Replica) -> None:
+            membership.add_member(new, identity.certificate_pem, name=founder)
+
+        replica = Replica.init(path, db_uuid=db_uuid, identity=identity, prepare=found)
+    with replica:
+        doc = {
+            "replica_uuid": replica.uuid,
+            "db_uuid": replica.db_uuid,
+            "path": str(path),
+            "identity": None if replica.identity is None else replica.identity.fingerprint,
+        }
     if as_json:
         emit_json(doc)
     else:
@@ -496,12 +537,37 @@ def with_node(
 ) -> T:
     """Run ``operation`` against the node at ``url`` (with a progress bar for people)."""
 
+    tls = client_tls(replica, url)
+
     async def run() -> T:
         with transfer_bar(not as_json) as progress:
-            async with Peer(url, ReplicaWorker(replica), progress=progress) as peer:
+            async with new_http_client(tls=tls) as http:
+                peer = Peer(url, ReplicaWorker(replica), progress=progress, http=http)
                 return await operation(peer)
 
     return trio.run(run)
+
+
+def client_tls(replica: Replica, url: str) -> ssl.SSLContext | None:
+    """The TLS context to reach ``url`` with from ``replica``: pinned to its members.
+
+    A member's replica never talks plain HTTP: its changesets must not cross the network
+    unencrypted, and what a plain node would send back is unsigned, which it refuses."""
+    if not url.startswith("https://"):
+        if replica.identity is not None:
+            raise ProphetError(
+                f"{url} is plain HTTP, and this replica belongs to a database with members, "
+                "whose nodes speak https:// only: use https://" + url.split("://", 1)[-1]
+            )
+        return None
+    if replica.identity is None:
+        raise ProphetError(
+            f"{replica.path} has no identity: its database has no members (made with "
+            "`init --insecure`, or cloned from such a replica), so it cannot "
+            f"reach {url}: https:// nodes take members only. Use the http:// URL of a node "
+            "served with --insecure"
+        )
+    return client_context(replica.identity, membership.trusted_peers(replica))
 
 
 def report_transfer(verb: str, where: str, result: TransferResult, as_json: bool) -> None:
@@ -552,15 +618,24 @@ def report_foreign(verb: str, where: str, result: ForeignResult, as_json: bool) 
 @cli.command()
 @click.argument("source", metavar="SOURCE")
 @click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--name",
+    metavar="NAME",
+    help="Your name in the membership, when the clone makes you a member [default: you@host].",
+)
 @json_option
 @click.pass_context
-def clone(ctx: click.Context, source: str, path: Path, as_json: bool) -> None:
+def clone(ctx: click.Context, source: str, path: Path, name: str | None, as_json: bool) -> None:
     """Create a replica at PATH holding everything SOURCE has.
 
     SOURCE is a replica path, a node's http(s):// URL, or a foreign replica
     (taskwarrior:PATH, fossil:PATH): then PATH is a new database, with this
-    replica as the foreign one's gateway."""
-    if is_foreign(source):
+    replica as the foreign one's gateway.  SOURCE may also be an invite token
+    (from `p2p-prophet invite` on a member's laptop): PATH then joins the database as
+    a new member."""
+    if source.startswith(TOKEN_PREFIX):
+        replica, result = trio.run(_clone_with_invite, source, path, name, as_json)
+    elif is_foreign(source):
         adapter = open_foreign(None, source)
         replica, pulled = foreign_clone(adapter, path)
         ctx.call_on_close(replica.close)
@@ -572,16 +647,19 @@ def clone(ctx: click.Context, source: str, path: Path, as_json: bool) -> None:
             click.echo(replica.uuid)
             report_foreign("cloned", f"from {source}", pulled, False)
         return
-    if is_url(source):
+    elif is_url(source):
         replica, result = trio.run(_clone_from_node, source, path, as_json)
     else:
-        replica, result = sync_clone(open_peer(ctx, source), path)
+        replica, result = clone_path(open_peer(ctx, source), path, name)
     ctx.call_on_close(replica.close)
     if as_json:
         emit_json({"replica_uuid": replica.uuid, "db_uuid": replica.db_uuid, **result.to_json()})
     else:
         click.echo(replica.uuid)
-        report_transfer("cloned", f"from {source}", result, False)
+        where = "through the invite" if source.startswith(TOKEN_PREFIX) else f"from {source}"
+        report_transfer("cloned", where, result, False)
+        if replica.identity is not None:
+            click.echo(f"this replica's identity: {replica.identity.fingerprint}", err=True)
 
 
 @cli.command()
@@ -788,7 +866,47 @@ def demo(ctx: click.Context) -> None:
             say(f"\nNext: p2p-prophet -R {path} log   |   p2p-prophet -R {path} conflicts")
 
 
+def clone_path(
+    source: Replica, path: Path, name: str | None = None
+) -> tuple[Replica, TransferResult]:
+    """Clone the replica at a path.  A member's replica is cloned as a new member: the
+    clone gets an identity of its own, which the source adds to the membership first
+    (whoever can read the source's files holds its key, and so may add members)."""
+    identity = source.identity
+    if identity is None:
+        return sync_clone(source, path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ProphetError(f"{path} already exists and is not an empty directory")
+    me = Identity.generate()
+    membership.add_member(
+        source, me.certificate_pem, name=name or default_creator(), added_by=identity.fingerprint
+    )
+    replica = Replica.init(
+        path, db_uuid=source.db_uuid, identity=me, discovery_secret=source.discovery_secret
+    )
+    try:
+        return replica, transfer(replica, source)
+    except BaseException:
+        replica.close()
+        raise
+
+
+async def _clone_with_invite(
+    token: str, path: Path, name: str | None, as_json: bool
+) -> tuple[Replica, TransferResult]:
+    invite = Invite.decode(token)
+    with transfer_bar(not as_json) as progress:
+        return await clone_with_invite(
+            invite, path, name=name or default_creator(), progress=progress
+        )
+
+
 async def _clone_from_node(url: str, path: Path, as_json: bool) -> tuple[Replica, TransferResult]:
+    if url.startswith("https://"):
+        raise ProphetError(
+            f"{url} takes members only. To join its database, ask a member for an invite "
+            "(`p2p-prophet invite` on their laptop) and run `p2p-prophet clone TOKEN PATH`"
+        )
     with transfer_bar(not as_json) as progress:
         async with new_http_client() as http:
             try:
@@ -857,9 +975,16 @@ async def _clone_from_node(url: str, path: Path, as_json: bool) -> tuple[Replica
     help="Lose interest in a rumor with probability 1/k each time it is old news "
     "[config: gossip.k; default 2].",
 )
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Serve and dial plain HTTP: no TLS, no check of who connects. Anyone who can "
+    "reach the port can read and write the database. For tests and demos only.",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
+    insecure: bool,
     host: str | None,
     port: int | None,
     mdns: bool | None,
@@ -874,9 +999,20 @@ def serve(
     and gossip with them until Ctrl-C.  Settings come from config.toml in the replica
     directory, then from these options."""
     replica = open_replica(ctx)
+    if insecure and replica.identity is not None:
+        raise ProphetError(
+            f"{replica.path} belongs to a database with members: served with --insecure, "
+            "anyone who reaches the port could read it. Serve it without --insecure (TLS, "
+            "members only); --insecure is for replicas made with `init --insecure`"
+        )
+    scheme = "http://" if insecure else "https://"
     for url in peers:
-        if not is_url(url):
-            raise click.BadParameter(f"{url!r} is not an http(s):// URL", param_hint="--peer")
+        if not url.startswith(scheme):
+            raise click.BadParameter(
+                f"{url!r} is not an {scheme} URL (a node with TLS dials https:// peers only, "
+                "one with --insecure http:// only)",
+                param_hint="--peer",
+            )
     config = override(
         load_config(replica.path),
         host=host,
@@ -890,9 +1026,10 @@ def serve(
         k=k,
     )
     for url in config.peers:
-        if not is_url(url):
+        if not url.startswith(scheme):
             raise ProphetError(
-                f"{replica.path / 'config.toml'}: peer {url!r} is not an http(s):// URL"
+                f"{replica.path / 'config.toml'}: peer {url!r} is not an {scheme} URL"
+                + (" (this node serves plain HTTP: --insecure)" if insecure else "")
             )
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
@@ -907,6 +1044,7 @@ def serve(
         mdns=config.mdns,
         mdns_interfaces=config.mdns_interfaces or None,
         name=config.name,
+        tls=not insecure,
     )
 
     async def stop_on_signal(nursery: trio.Nursery) -> None:
@@ -926,15 +1064,168 @@ def serve(
                     f"serving replica {replica.uuid} of database {replica.db_uuid} at {url}",
                     err=True,
                 )
-            click.echo(
-                "no authentication yet: anyone who can reach this port can read and write "
-                "the database (bind --host 127.0.0.1 to keep it on this machine)",
-                err=True,
-            )
+            if insecure:
+                click.echo(
+                    "--insecure: plain HTTP, anyone who can reach this port can read and "
+                    "write the database (bind --host 127.0.0.1 to keep it on this machine)",
+                    err=True,
+                )
+            else:
+                assert replica.identity is not None
+                click.echo(
+                    f"TLS, members only; this replica's identity: {replica.identity.fingerprint}",
+                    err=True,
+                )
 
     with contextlib.suppress(KeyboardInterrupt):
         trio.run(run)
     click.echo("stopped", err=True)
+
+
+@cli.group(invoke_without_command=True)
+@replica_option
+@json_option
+@click.pass_context
+def members(ctx: click.Context, as_json: bool) -> None:
+    """The members of this database: the identities whose nodes may sync with it.
+
+    `members remove ID` removes one (ID: its fingerprint, or 8 or more of its first hex
+    digits); each node refuses it as soon as the removal reaches that node."""
+    if ctx.invoked_subcommand is not None:
+        return
+    replica = open_replica(ctx)
+    if replica.identity is None:
+        raise ProphetError(f"{replica.path} {NO_MEMBERS}")
+    mine = replica.identity.fingerprint
+    found = membership.members(replica)
+    invalid = membership.invalid_members(replica)
+    if as_json:
+        emit_json(
+            {
+                "members": [
+                    {
+                        "fingerprint": m.fingerprint,
+                        "name": m.name,
+                        "added_by": m.added_by or None,
+                        "expires": m.expires,
+                        "this_replica": m.fingerprint == mine,
+                    }
+                    for m in found
+                ],
+                "invalid": [
+                    {"uuid": r.uuid, "fingerprint": r.fingerprint, "reason": r.reason}
+                    for r in invalid
+                ],
+            }
+        )
+        return
+    now = time.time()
+    for m in found:
+        notes = []
+        if m.fingerprint == mine:
+            notes.append("this replica")
+        if m.expires is not None:
+            notes.append(
+                "unused invite, " + ("expired" if m.expired(now) else f"expires {_utc(m.expires)}")
+            )
+        if m.added_by:
+            notes.append(f"added by {m.added_by[:16]}")
+        click.echo(
+            f"{m.fingerprint}  {m.name or '-'}" + (f"  ({'; '.join(notes)})" if notes else "")
+        )
+    for r in invalid:
+        click.echo(f"warning: member record {r.uuid} lets no one in: {r.reason}", err=True)
+
+
+@members.command(name="remove")
+@replica_option
+@click.argument("member_id", metavar="ID")
+@click.pass_context
+def members_remove(ctx: click.Context, member_id: str) -> None:
+    """Remove a member (ID: its fingerprint or its first 8+ hex digits)."""
+    replica = open_replica(ctx)
+    if replica.identity is None:
+        raise ProphetError(f"{replica.path} {NO_MEMBERS}")
+    gone = membership.resolve(replica, member_id)
+    if gone.fingerprint == replica.identity.fingerprint:
+        raise ProphetError(
+            "that is this replica's own identity; remove it from another member's laptop"
+        )
+    membership.remove_member(replica, gone.fingerprint)
+    click.echo(
+        f"removed {gone.fingerprint}"
+        + (f" ({gone.name})" if gone.name else "")
+        + "; each node refuses it once the removal reaches it (a running node here: now)",
+        err=True,
+    )
+
+
+@cli.command()
+@replica_option
+@click.option("--name", metavar="NAME", help="Who the invite is for (shown in `members`).")
+@click.option(
+    "--hours",
+    type=click.FloatRange(min=0.01, max=24 * 30),
+    default=DEFAULT_LIFETIME / 3600,
+    show_default=True,
+    help="How long the token can be used.",
+)
+@click.option(
+    "--url",
+    "urls",
+    multiple=True,
+    metavar="URL",
+    help="An https:// address where this replica's node answers, as the newcomer can "
+    "reach it (repeatable) [default: the running node's addresses, or where `serve` "
+    "would listen].",
+)
+@json_option
+@click.pass_context
+def invite(
+    ctx: click.Context, name: str | None, hours: float, urls: tuple[str, ...], as_json: bool
+) -> None:
+    """Print a one-time token that lets a new laptop join this database:
+    `p2p-prophet clone TOKEN PATH` there.  Keep it secret until it is used: whoever
+    uses it first becomes a member."""
+    replica = open_replica(ctx)
+    if replica.identity is None:
+        raise ProphetError(f"{replica.path} {NO_MEMBERS}: there is no one to invite into")
+    where = list(urls) or invite_urls(replica)
+    made = create_invite(replica, where, name=name or "", lifetime=hours * 3600)
+    token = made.encode()
+    if as_json:
+        emit_json({"token": token, "urls": list(made.urls), "expires": made.expires})
+        return
+    click.echo(token)
+    click.echo(
+        f"valid until {_utc(made.expires)}, once, through {', '.join(made.urls)}; "
+        "on the new laptop: p2p-prophet clone TOKEN PATH",
+        err=True,
+    )
+
+
+def invite_urls(replica: Replica) -> list[str]:
+    """Where a newcomer can reach this replica's node: the running node's addresses, or
+    where `serve` would listen; a wildcard address becomes this machine's LAN ones."""
+    try:
+        status = read_status(replica.path)
+        bound = [str(u) for u in status["urls"] if str(u).startswith("https://")]
+    except ProphetError:
+        config = load_config(replica.path)
+        bound = [f"https://{config.host}:{config.port}"]
+    found: list[str] = []
+    for url in bound:
+        host, port = url[len("https://") :].rsplit(":", 1)
+        host = host.strip("[]")
+        for address in advertised_addresses(host) if host in ("0.0.0.0", "::", "") else [host]:
+            found.append(f"https://{address}:{port}")
+    if not found:
+        raise ProphetError("no address to invite through; give one with --url")
+    return found
+
+
+def _utc(unix: float) -> str:
+    return datetime.fromtimestamp(unix, tz=UTC).isoformat(timespec="minutes")
 
 
 @cli.command()

@@ -9,7 +9,7 @@ wrong types are refused with the file and key named, so a typo never goes unnoti
     name = "alice-laptop"         # advertised over mDNS (default: the host name)
     mdns = true                   # advertise and discover over mDNS
     mdns_interfaces = []          # addresses of the interfaces for mDNS (default: all)
-    peers = ["http://192.0.2.7:7420"]   # nodes to gossip with, besides those discovered
+    peers = ["https://192.0.2.7:7420"]   # nodes to gossip with, besides those discovered
 
     [gossip]
     interval = 5.0                # seconds between anti-entropy exchanges

@@ -53,7 +53,7 @@ def run(
 def test_init_create_show_update_list(run: Runner) -> None:
     init = run("init", "--json")
     assert init.code == 0
-    assert set(init.json()) == {"replica_uuid", "db_uuid", "path"}
+    assert set(init.json()) == {"replica_uuid", "db_uuid", "path", "identity"}
     uuid = run("create", "ticket", "summary=Wifi drops", "status=open", "prio:=2").out.strip()
     shown = run("show", "ticket", uuid, "--json").json()
     assert shown["props"] == {"summary": "Wifi drops", "status": "open", "prio": 2}
@@ -79,8 +79,10 @@ def test_delete_and_the_log(run: Runner) -> None:
     uuid = run("create", "note", "text=hello").out.strip()
     assert run("delete", "note", uuid).code == 0
     entries = run("log", "--json").json()
-    assert [e["changes"][0]["op"] for e in entries] == ["delete", "create"]
-    assert [e["origin_seq"] for e in entries] == [2, 1]
+    # The first changeset is init's: the founder's member record.
+    assert [e["changes"][0]["op"] for e in entries] == ["delete", "create", "create"]
+    assert [e["changes"][0]["type"] for e in entries] == ["note", "note", "member"]
+    assert [e["origin_seq"] for e in entries] == [3, 2, 1]
     assert entries[0]["changes"][0]["props"] == [{"name": "text", "old": "hello", "new": None}]
     assert len(run("log", "--limit", "1", "--json").json()) == 1
     human = run("log").out
@@ -92,13 +94,15 @@ def test_delete_and_the_log(run: Runner) -> None:
 def test_digest_and_export_agree_between_replicas_with_the_same_records(
     run: Runner, tmp_path: Path
 ) -> None:
-    run("init")
+    # Without members: a database with members holds its founder's record too, and two
+    # founders' records differ (tests/security covers those).
+    run("init", "--insecure")
     for n in range(3):
         run("create", "ticket", f"n:={n}", "status=open")
     dump = run("export", "--format", "jsonl").out
     assert len(dump.splitlines()) == 3
     other = str(tmp_path / "other")
-    run("-R", other, "init")
+    run("-R", other, "init", "--insecure")
     imported = run("-R", other, "import", "-", "--json", stdin=dump)
     assert imported.json() == {"imported": 3}
     assert run("digest").out == run("-R", other, "digest").out
@@ -207,7 +211,13 @@ def test_replication_from_the_command_line(run: Runner, tmp_path: Path) -> None:
     run("-R", alice, "init")
     uuid = run("-R", alice, "create", "ticket", "status=new").out.strip()
     cloned = run("clone", alice, bob, "--json").json()
-    assert cloned["changesets"]["integrated"] == 1
+    # Alice's founder record, the ticket, and Bob's member record: a clone of a member's
+    # replica by path is a new member, which Alice's replica adds before the copy.
+    assert cloned["changesets"]["integrated"] == 3
+    members = run("-R", alice, "members", "--json").json()["members"]
+    assert len(members) == 2 and run("-R", bob, "members", "--json").json()["members"] == [
+        dict(m, this_replica=not m["this_replica"]) for m in members
+    ]
     run("-R", alice, "update", "ticket", uuid, "status=open")
     run("-R", bob, "update", "ticket", uuid, "status=stalled")
     synced = run("-R", alice, "sync", bob, "--json").json()

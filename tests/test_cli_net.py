@@ -1,10 +1,12 @@
-"""The network commands as a person runs them: `serve` in one process, `clone`, `pull`,
-`push` and `sync` with http:// URLs in others."""
+"""The network commands as a person runs them: `serve` in one process, `invite`,
+`clone TOKEN`, `pull`, `push` and `sync` with https:// URLs in others (members only, over
+TLS, as by default), and `--insecure` plain HTTP."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -78,13 +80,31 @@ def alice_node(tmp_path: Path) -> Iterator[tuple[Path, Server]]:
             server.process.wait()
 
 
-def test_bob_clones_syncs_pulls_and_pushes_by_url(
+def invite(replica: Path, server: Server) -> str:
+    """A token from `p2p-prophet invite` on ``replica``, to join through ``server``."""
+    made = cli("-R", str(replica), "invite", "--url", server.url)
+    assert "valid until" in made.stderr
+    return made.stdout.strip()
+
+
+def test_bob_joins_with_an_invite_then_syncs_pulls_and_pushes_by_url(
     alice_node: tuple[Path, Server], tmp_path: Path
 ) -> None:
     alice, server = alice_node
+    assert server.url.startswith("https://")
     bob = tmp_path / "bob"
-    cloned = json.loads(cli("clone", server.url, str(bob), "--json").stdout)
-    assert cloned["changesets"]["integrated"] == 1
+    token = invite(alice, server)
+    cloned = json.loads(cli("clone", token, str(bob), "--json").stdout)
+    # Alice's founder record, her ticket and the invite's member record.
+    assert cloned["changesets"]["integrated"] == 3
+    # Bob is a member on both sides, the invite on neither; the token is spent.
+    for replica in (alice, bob):
+        listed = json.loads(cli("-R", str(replica), "members", "--json").stdout)["members"]
+        assert sorted(m["name"] for m in listed) == ["tester@test", "tester@test"]
+        assert all(m["expires"] is None for m in listed)
+    again = cli("clone", token, str(tmp_path / "again"), check=False)
+    assert again.returncode == 1 and "used or has expired" in again.stderr
+    assert not (tmp_path / "again").exists()
 
     cli("-R", str(bob), "create", "ticket", "summary=from bob")
     synced = json.loads(cli("-R", str(bob), "sync", server.url, "--json").stdout)
@@ -110,8 +130,14 @@ def test_network_failures_are_one_line_each(
     stranger = tmp_path / "stranger"
     cli("-R", str(stranger), "init")
     refused = cli("-R", str(stranger), "pull", server.url, check=False)
-    assert refused.returncode == 1 and "pull with --force" in refused.stderr
-    assert "Traceback" not in refused.stderr
+    assert refused.returncode == 1 and "not a member" in refused.stderr
+    assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    plain = tmp_path / "plain"
+    cli("-R", str(plain), "init", "--insecure")
+    no_id = cli("-R", str(plain), "pull", server.url, check=False)
+    assert no_id.returncode == 1 and "has no identity" in no_id.stderr
+    downgrade = cli("-R", str(stranger), "pull", server.url.replace("https", "http"), check=False)
+    assert downgrade.returncode == 1 and "https:// only" in downgrade.stderr
     forced = cli("-R", str(stranger), "push", "--force", server.url, check=False)
     assert forced.returncode == 1 and "no --force over the network" in forced.stderr
     port = server.url.rsplit(":", 1)[1]
@@ -146,7 +172,7 @@ def test_a_long_clone_shows_progress_on_a_terminal_only(
     # On a terminal: the bar, with changesets and bytes (and a rate once it has one).
     leader, follower = pty.openpty()
     with subprocess.Popen(
-        [SCRIPT, "clone", server.url, str(tmp_path / "watched")],
+        [SCRIPT, "clone", invite(alice, server), str(tmp_path / "watched")],
         stdout=subprocess.PIPE,
         stderr=follower,
         env={**os.environ, "COLUMNS": "120", "TERM": "xterm"},
@@ -164,12 +190,15 @@ def test_a_long_clone_shows_progress_on_a_terminal_only(
         assert watched.wait(timeout=60) == 0
     os.close(leader)
     screen = seen.decode(errors="replace")
-    assert "pulling" in screen and "3001/3001" in screen and "changesets" in screen
+    # 3,000 imported, a ticket, the founder's and the invite's member records.
+    assert "pulling" in screen and "3003/3003" in screen and "changesets" in screen
     assert "kB" in screen  # bytes so far
 
-    # Not a terminal (a script, CI): only the one-line report.
-    quiet = cli("clone", server.url, str(tmp_path / "scripted"))
-    assert quiet.stderr.strip().splitlines() == [f"cloned 3001 changesets from {server.url}"]
+    # Not a terminal (a script, CI): only the report, and the new identity.
+    quiet = cli("clone", invite(alice, server), str(tmp_path / "scripted"))
+    report, identity = quiet.stderr.strip().splitlines()
+    assert re.fullmatch(r"cloned 300\d changesets through the invite", report)
+    assert re.fullmatch(r"this replica's identity: [0-9a-f]{64}", identity)
 
 
 def test_two_served_replicas_keep_each_other_in_sync_by_themselves(
@@ -177,7 +206,7 @@ def test_two_served_replicas_keep_each_other_in_sync_by_themselves(
 ) -> None:
     alice, alice_server = alice_node
     bob = tmp_path / "bob"
-    cli("clone", alice_server.url, str(bob))
+    cli("clone", invite(alice, alice_server), str(bob))
     # Bob's settings from his replica's config.toml; flags would override them.
     (bob / "config.toml").write_text(
         f'[node]\npeers = ["{alice_server.url}"]\n\n[gossip]\ninterval = 0.3\n'

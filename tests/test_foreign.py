@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli_net import Server, cli
+from test_cli_net import Server, cli, invite
 
 from p2p_prophet.foreign import (
     ForeignError,
@@ -318,7 +318,7 @@ def test_an_edit_in_a_native_replica_reaches_taskwarrior_through_the_gateway_and
     cli("-R", str(alice), "init")
     alice_node = Server(alice)
     try:
-        cli("clone", alice_node.url, str(bob))
+        cli("clone", invite(alice, alice_node), str(bob))  # Bob joins as a member
         (bob / "config.toml").write_text(
             f'[node]\npeers = ["{alice_node.url}"]\n\n[gossip]\ninterval = 0.3\n'
         )

@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
@@ -38,8 +41,13 @@ from p2p_prophet import __version__
 from p2p_prophet.errors import ProphetError
 from p2p_prophet.net.binding import EXCHANGE_PATH, HELLO_PATH, MEDIA_TYPE, PUSH_PATH
 from p2p_prophet.net.worker import ReplicaWorker
+from p2p_prophet.security import membership
+from p2p_prophet.security.identity import Identity
+from p2p_prophet.security.invite import InvalidInvite, Invite
+from p2p_prophet.security.tls import NotTrusted, fingerprint_client_context
 from p2p_prophet.store import Replica
 from p2p_prophet.sync import exchange
+from p2p_prophet.sync.integrate import IntegrationResult
 from p2p_prophet.sync.plan import DEFAULT_BATCH
 from p2p_prophet.sync.transfer import TransferResult
 from p2p_prophet.sync.vector import count_lacking
@@ -64,6 +72,18 @@ from p2p_prophet.wire import (
 T = TypeVar("T")
 
 
+def _refusing_context() -> ssl.SSLContext:
+    # A client without an identity has no business with https:// peers: a context that
+    # trusts nothing makes every handshake fail, instead of httpx's default (the
+    # system's web CAs), which would say nothing about membership.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    return ctx
+
+
+_NO_TLS = _refusing_context()
+
+
 class HttpClient(Protocol):
     """What :class:`Peer` needs of an HTTP client: httpx's ``AsyncClient``, or the
     simulator's in-memory one."""
@@ -80,6 +100,12 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=60.0, write=60.0, pool=10.0)
 
 class NetworkError(ProphetError):
     """The peer could not be reached, or the connection broke and retries ran out."""
+
+
+class NotAccepted(ProphetError):
+    """A TLS handshake failed on identity: the peer is not a member (we refused it), or
+    it does not take this replica as one (it refused us).  Never retried: trying again
+    would be refused again.  Nothing was sent either way."""
 
 
 class RefusedByPeer(ProphetError):
@@ -130,8 +156,12 @@ class Peer:
         batch_size: int = DEFAULT_BATCH,
         progress: Callable[[Progress], None] | None = None,
         http: HttpClient | None = None,
+        after_integrate: Callable[[Replica, Batch], None] | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        # Run on the worker thread right after each pulled batch is committed (a node
+        # makes its TLS trust follow membership changes there).
+        self.after_integrate = after_integrate
         self._worker = worker
         self.limits = limits
         self.attempts = max(1, attempts)
@@ -217,7 +247,17 @@ class Peer:
     # -- one attempt of each ---------------------------------------------------------------
 
     async def _hello(self) -> Hello:
-        return await fetch_hello(self.http, self.url, self.limits)
+        try:
+            return await fetch_hello(self.http, self.url, self.limits)
+        except httpx.RemoteProtocolError as exc:
+            # A plain node always answers a HELLO; a TLS node closes on a plain request.
+            if self.url.startswith("http://") and "without sending a response" in str(exc):
+                raise NetworkError(
+                    f"{self.url} closed the connection without answering; a node of a "
+                    "database with members speaks TLS only: if that is what runs there, use "
+                    "https://" + self.url[len("http://") :]
+                ) from None
+            raise
 
     async def _greet(self, *, force: bool, pushing: bool = False) -> tuple[Hello, Hello]:
         theirs = await self._hello()
@@ -274,9 +314,7 @@ class Peer:
                             event.resolutions, my_vectors.resolutions
                         )
                     elif isinstance(event, Batch):
-                        integrated = await self.worker.run(
-                            exchange.integrate_batch, self.replica, event
-                        )
+                        integrated = await self.worker.run(self._integrate, event)
                         (result.resolutions if event.resolution else result.changesets).add(
                             integrated
                         )
@@ -321,7 +359,7 @@ class Peer:
             sent = done = 0
             while (step := await self.worker.run(next, batches, None)) is not None:
                 resolution, rows = step
-                chunk = encode_batch(((r.id, r.body) for r in rows), resolution=resolution)
+                chunk = encode_batch(((r.id, r.body, r.seal) for r in rows), resolution=resolution)
                 sent += len(chunk)
                 done += len(rows)
                 yield chunk
@@ -335,6 +373,13 @@ class Peer:
         result.changesets.add(exchange.result_of(receipt.changesets))
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _integrate(self, batch: Batch) -> IntegrationResult:
+        """Integrate one pulled batch (on the worker thread), then run the after-hook."""
+        result = exchange.integrate_batch(self.replica, batch)
+        if self.after_integrate is not None and result.integrated:
+            self.after_integrate(self.replica, batch)
+        return result
 
     def _check_witnesses(self, vectors: Vectors) -> None:
         try:
@@ -357,6 +402,9 @@ class Peer:
             try:
                 return await attempt()
             except (httpx.TransportError, ProtocolError, RefusedByPeer) as exc:
+                refusal = tls_refusal(self.url, exc)
+                if refusal is not None:
+                    raise refusal from None
                 if not _transient(exc):
                     raise self._explained(exc) from None
                 if n == self.attempts:
@@ -462,6 +510,55 @@ def _os_reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def tls_refusal(url: str, exc: BaseException) -> NotAccepted | None:
+    """What ``exc``, raised while talking to ``url``, says about identities, if it is a
+    TLS refusal (see :mod:`p2p_prophet.security.tls` for what each side sees)."""
+    if not url.startswith("https://"):
+        return None
+    for cause in _chain(exc):
+        if isinstance(cause, NotTrusted):
+            who = f" answered as {cause.fingerprint}, which" if cause.fingerprint else ""
+            return NotAccepted(
+                f"{url}{who} is not a member of this database, or not the node expected "
+                "there; nothing was sent to it"
+            )
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return NotAccepted(
+                f"{url} presented a certificate that is not a member's "
+                f"({cause.verify_message}); nothing was sent to it"
+            )
+        refused_us = isinstance(cause, ssl.SSLEOFError) or (
+            isinstance(cause, ssl.SSLError) and cause.reason == "UNEXPECTED_EOF_WHILE_READING"
+        )
+        if refused_us or (
+            isinstance(cause, httpx.RemoteProtocolError)
+            and "without sending a response" in str(cause)
+        ):
+            # A TLS 1.3 server judges the client's certificate after the client has
+            # finished its handshake, and closes without a word.
+            return NotAccepted(
+                f"{url} closed the connection after the TLS handshake without answering: it "
+                "does not accept this replica's identity (not a member of its database, "
+                "removed, or an invite that was used or has expired)"
+            )
+    return None
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and everything it wraps: causes, contexts and exception groups."""
+    found: list[BaseException] = []
+    todo = [exc]
+    while todo:
+        current = todo.pop()
+        if any(current is seen for seen in found):
+            continue
+        found.append(current)
+        if isinstance(current, BaseExceptionGroup):
+            todo.extend(current.exceptions)
+        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return found
+
+
 def _transient(exc: Exception) -> bool:
     if isinstance(exc, RefusedByPeer):
         return exc.code is ErrorCode.UNAVAILABLE
@@ -479,12 +576,22 @@ async def _read_limited(response: httpx.Response, limit: int) -> bytes:
     return bytes(body)
 
 
-def new_http_client(timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> httpx.AsyncClient:
+def new_http_client(
+    timeout: httpx.Timeout = DEFAULT_TIMEOUT, *, tls: ssl.SSLContext | None = None
+) -> httpx.AsyncClient:
     """An httpx client for talking to nodes: no proxies from the environment (a LAN peer
-    is never reached through one), few headers (an idle sync stays small)."""
+    is never reached through one), few headers (an idle sync stays small).
+
+    ``tls`` is the context ``https://`` peers are checked with
+    (:func:`p2p_prophet.security.tls.client_context`: pinned to the membership); without
+    it, an ``https://`` peer is refused before anything is sent.  Redirects are never
+    followed, so a peer given as ``https://`` is never reached over plain HTTP.
+    """
     client = httpx.AsyncClient(
         timeout=timeout,
         trust_env=False,
+        follow_redirects=False,
+        verify=tls if tls is not None else _NO_TLS,
         headers={"user-agent": f"p2p-prophet/{__version__}", "accept": MEDIA_TYPE},
     )
     del client.headers["accept-encoding"]
@@ -510,6 +617,85 @@ async def clone(
         raise
 
 
+async def clone_with_invite(
+    invite: Invite, path: Path, *, name: str = "", **options: Any
+) -> tuple[Replica, TransferResult]:
+    """Join the database ``invite`` names: clone it at ``path`` from the inviter's node,
+    as a new member (the steps are in :mod:`p2p_prophet.security.invite`).
+
+    The connection presents the invite identity and accepts only the inviter's
+    fingerprint.  The new replica gets an identity of its own, adds it to the membership
+    (``name`` is its name there) and removes the invite identity, and pushes both changes
+    back: from then on the token is refused everywhere, and the new replica is a member.
+    If anything fails, nothing is left at ``path`` and the token, not yet used up, can be
+    tried again (a failure after the inviter took the push leaves the token used: then
+    ask for a new one).  Raises :class:`InvalidInvite` for an expired token,
+    :class:`NotAccepted` if the inviter refuses it (used, expired or withdrawn),
+    :class:`NetworkError` if no address of the inviter answers.
+    """
+    if invite.expired():
+        raise InvalidInvite(
+            f"this invite expired at {_utc(invite.expires)}; ask for a new one (`p2p-prophet "
+            "invite` on a member's laptop)"
+        )
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ProphetError(f"{path} already exists and is not an empty directory")
+    guest = invite.identity()
+    tls = fingerprint_client_context(guest, invite.inviter)
+    async with new_http_client(tls=tls) as http:
+        url, theirs = await _first_answer(http, invite.urls, **options)
+        if theirs.db_uuid != invite.db_uuid:
+            raise RefusedByPeer(
+                ErrorCode.WRONG_DATABASE,
+                f"{url} holds database {theirs.db_uuid}, not {invite.db_uuid} as the invite "
+                "says; nothing was cloned",
+            )
+        me = Identity.generate()
+        replica = await trio.to_thread.run_sync(
+            lambda: Replica.init(
+                path,
+                db_uuid=invite.db_uuid,
+                identity=me,
+                discovery_secret=invite.discovery_secret or None,
+            )
+        )
+        try:
+            worker = ReplicaWorker(replica)
+            peer = Peer(url, worker, http=http, **options)
+            result = await peer.pull()
+
+            def become_member() -> None:
+                membership.add_member(
+                    replica, me.certificate_pem, name=name, added_by=invite.inviter
+                )
+                membership.remove_member(replica, guest.fingerprint)
+
+            await worker.run(become_member)
+            await peer.push()
+            return replica, result
+        except BaseException:
+            replica.close()
+            await trio.to_thread.run_sync(lambda: shutil.rmtree(path, ignore_errors=True))
+            raise
+
+
+async def _first_answer(http: HttpClient, urls: Iterable[str], **options: Any) -> tuple[str, Hello]:
+    """The first of ``urls`` whose node answers a HELLO, with that HELLO."""
+    failures: list[str] = []
+    for url in urls:
+        try:
+            return url, await Peer(url, None, http=http, **options).hello()
+        except NotAccepted:
+            raise
+        except NetworkError as exc:
+            failures.append(str(exc))
+    raise NetworkError("no address of the inviter answered: " + "; ".join(failures))
+
+
+def _utc(unix: int) -> str:
+    return datetime.fromtimestamp(unix, tz=UTC).isoformat(timespec="minutes")
+
+
 __all__ = [
     "NetworkError",
     "Peer",
@@ -517,6 +703,7 @@ __all__ = [
     "RefusedByPeer",
     "SyncResult",
     "clone",
+    "clone_with_invite",
     "fetch_hello",
     "new_http_client",
 ]

@@ -20,6 +20,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +39,18 @@ from p2p_prophet.net.mdns import (
     advertised_addresses,
     is_loopback,
 )
-from p2p_prophet.net.server import NodeApp, serve
+from p2p_prophet.net.server import HANDSHAKE_TIMEOUT, NodeApp, serve
 from p2p_prophet.net.worker import ReplicaWorker
+from p2p_prophet.security import membership
+from p2p_prophet.security.tls import TrustedPeers, client_context, server_context
 from p2p_prophet.store import Replica
 from p2p_prophet.sync import exchange
+from p2p_prophet.wire import Batch
 
 log = logging.getLogger("p2p_prophet.node")
 
 WATCH_INTERVAL = 0.1  # seconds between looks for edits made by other processes
+TRUST_CHECK_INTERVAL = 5.0  # seconds between looks for expired invites
 STATUS_FILE = "node-status.json"
 STATUS_INTERVAL = 1.0  # seconds between rewrites of the status file
 
@@ -69,7 +74,23 @@ class Node:
         mdns: bool = False,
         mdns_interfaces: Sequence[str] | None = None,
         name: str | None = None,
+        tls: bool | None = None,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
     ) -> None:
+        """``tls``: serve and dial TLS pinned to the membership (the replica must have
+        an identity), else plain HTTP (``--insecure``); by default, TLS exactly when the
+        replica has an identity.  ``handshake_timeout``: see :func:`serve`."""
+        if tls is None:
+            tls = replica.identity is not None
+        if tls and replica.identity is None:
+            raise ProphetError(
+                f"{replica.path} has no identity (its database has no members), so it can "
+                "only be served without TLS: `p2p-prophet serve --insecure`"
+            )
+        self.tls = tls
+        self.handshake_timeout = handshake_timeout
+        self.trusted = TrustedPeers()
+        self._next_trust_check = 0.0
         self.mdns = mdns
         self.mdns_interfaces = mdns_interfaces
         self.name = name or socket.gethostname()
@@ -83,7 +104,9 @@ class Node:
         for url in peers:
             self.scheduler.add_peer(url.rstrip("/"))
         self.loop = GossipLoop(self.scheduler, self._exchange)
-        self.app = NodeApp(self.worker, on_news=self._pushed)
+        self.app = NodeApp(
+            self.worker, on_news=self._pushed, after_integrate=self._follow_membership
+        )
         self._digest_stale = False
         self.urls: list[str] = []
         self._http: httpx.AsyncClient | None = None
@@ -128,22 +151,28 @@ class Node:
             self.remove_peer(url)
 
     async def _advertise(self, host: str, port: int, nursery: trio.Nursery) -> None:
+        from p2p_prophet.security.discovery import discovery_key, replica_secret
+
+        # The LAN sees a key only members can recognise, never the database id.
+        secret = await self.worker.run(replica_secret, self.replica)
         advert = Advert(
             name=self.name,
-            db_uuid=self.replica.db_uuid,
+            discovery_key=discovery_key(secret, self.replica.db_uuid),
             replica_uuid=self.replica.uuid,
             port=port,
             addresses=advertised_addresses(host, self.mdns_interfaces),
             digest=self.scheduler.our_digest or b"",
         )
-        discovery = Discovery(advert, self._found, self._gone, interfaces=self.mdns_interfaces)
+        discovery = Discovery(
+            advert, self._found, self._gone, interfaces=self.mdns_interfaces, scheme=self.scheme
+        )
         await nursery.start(discovery.run)
         self.discovery = discovery
         log.info(
             "advertising %r over mDNS (%s), looking for the nodes of database %s",
             advert.name,
             ", ".join(self.mdns_interfaces or ["every interface"]),
-            advert.db_uuid,
+            self.replica.db_uuid,  # a local log: the database id never goes on the LAN
         )
         nursery.start_soon(self._keep_digest_advertised, discovery)
 
@@ -154,6 +183,30 @@ class Node:
             if self.scheduler.our_digest is not None:
                 await discovery.update_digest(self.scheduler.our_digest)
 
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    def _follow_membership(self, replica: Replica, batch: Batch) -> None:
+        """On the worker thread, right after a batch is committed: if it touched member
+        records, trust exactly the members now, before the next handshake is judged."""
+        if self.tls and not batch.resolution and _touches_members(batch):
+            membership.refresh(self.trusted, replica)
+
+    async def _refresh_trust(self) -> None:
+        """Follow the membership: trust exactly its members (and unexpired invites) now."""
+        if self.tls:
+            await self.worker.run(membership.refresh, self.trusted, self.replica)
+            self._next_trust_check = trio.current_time() + TRUST_CHECK_INTERVAL
+
+    async def _digest_changed_by_us(self) -> None:
+        """Recompute our digest after something changed; a changed digest may be a
+        changed membership, so the trusted peers follow at once."""
+        digest = await self.worker.run(local_digest, self.replica)
+        if digest != self.scheduler.our_digest:
+            await self._refresh_trust()
+        self._set_digest(digest)
+
     async def run(
         self,
         host: str,
@@ -161,10 +214,29 @@ class Node:
         *,
         task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        # The versions first, then the digest: an edit another process commits in between
+        # is then seen as one by the watch, never lost between the two.
+        versions = await self.worker.run(_data_versions, self.replica)
         self.scheduler.our_digest = await self.worker.run(local_digest, self.replica)
-        async with new_http_client() as http, trio.open_nursery() as nursery:
+        server_tls = client_tls = None
+        if self.tls:
+            identity = self.replica.identity
+            assert identity is not None
+            await self._refresh_trust()
+            server_tls = server_context(identity, self.trusted)
+            client_tls = client_context(identity, self.trusted)
+        async with new_http_client(tls=client_tls) as http, trio.open_nursery() as nursery:
             self._http = http
-            self.urls = await nursery.start(serve, self.app, host, port)
+            self.urls = await nursery.start(
+                partial(
+                    serve,
+                    self.app,
+                    host,
+                    port,
+                    ssl_context=server_tls,
+                    handshake_timeout=self.handshake_timeout,
+                )
+            )
             await nursery.start(self.loop.run)
             if self.mdns and is_loopback(host) and not self.mdns_interfaces:
                 log.warning(
@@ -177,7 +249,7 @@ class Node:
                 # Registering takes mDNS a second or two (probing for the name): the
                 # server and the gossip with given peers do not wait for it.
                 nursery.start_soon(self._advertise, host, bound_port, nursery)
-            nursery.start_soon(self._watch)
+            nursery.start_soon(self._watch, versions)
             nursery.start_soon(self._publish_status)
             task_status.started(self.urls)
 
@@ -186,10 +258,16 @@ class Node:
         client = self._clients.get(url)
         if client is None:
             # The scheduler backs off a failing peer: one attempt per contact here.
-            client = self._clients[url] = Peer(url, self.worker, http=self._http, attempts=1)
+            client = self._clients[url] = Peer(
+                url,
+                self.worker,
+                http=self._http,
+                attempts=1,
+                after_integrate=self._follow_membership,
+            )
         try:
             result = await client.sync()
-            self._set_digest(await self.worker.run(local_digest, self.replica))
+            await self._digest_changed_by_us()
         except (ProphetError, sqlite3.Error) as exc:
             log.warning("sync with %s failed: %s", url, exc)
             return Outcome(ok=False)
@@ -203,12 +281,15 @@ class Node:
         """What this node knows, as `p2p-prophet peers` shows it."""
         now = trio.current_time()
         wall_offset = time.time() - now
+        identity = self.replica.identity
         return {
             "pid": os.getpid(),
             "name": self.name,
             "urls": self.urls,
             "replica": self.replica.uuid,
             "database": self.replica.db_uuid,
+            "tls": self.tls,
+            "identity": identity.fingerprint if identity is not None else None,
             "mdns": self.mdns,
             "updated": _iso(time.time()),
             "peers": [
@@ -239,10 +320,10 @@ class Node:
             with contextlib.suppress(OSError):
                 path.unlink()
 
-    async def _watch(self) -> None:
-        """Notice edits other processes commit to the replica, and tell the loop."""
+    async def _watch(self, versions: tuple[int, int]) -> None:
+        """Notice edits other processes commit to the replica after ``versions`` were
+        read, and tell the loop."""
         replica = self.replica
-        versions = await self.worker.run(_data_versions, replica)
         while True:
             await trio.sleep(WATCH_INTERVAL)
             try:
@@ -250,13 +331,23 @@ class Node:
                 edited = now != versions
                 if edited or self._digest_stale:
                     versions, self._digest_stale = now, False
-                    self._set_digest(await self.worker.run(local_digest, replica))
+                    await self._digest_changed_by_us()
+                elif self.tls and trio.current_time() >= self._next_trust_check:
+                    await self._refresh_trust()  # invites expire with nothing written
             except (ProphetError, sqlite3.Error) as exc:
                 # A locked or failing disk must not stop the node; look again next tick.
                 log.warning("cannot read the replica: %s", exc)
                 continue
             if edited:
                 self.loop.news()
+
+
+def _touches_members(batch: Batch) -> bool:
+    return any(
+        change.type == membership.MEMBER_TYPE
+        for item in batch.changesets
+        for change in item[0].changes
+    )
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -55,6 +56,9 @@ from p2p_prophet.wire import (
 
 log = logging.getLogger("p2p_prophet.net")
 
+HANDSHAKE_TIMEOUT = 10.0  # seconds a client has to finish its TLS handshake
+READ_TIMEOUT = 60.0  # seconds a client may go silent in the middle of a request
+
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -84,11 +88,16 @@ class NodeApp:
         limits: Limits = DEFAULT_LIMITS,
         batch_size: int = DEFAULT_BATCH,
         on_news: Callable[[], None] | None = None,
+        after_integrate: Callable[[Any, Batch], None] | None = None,
     ) -> None:
         self.worker = worker
         self.limits = limits
         self.batch_size = batch_size
         self.on_news = on_news  # called when a push brought changesets we lacked
+        # Called on the worker thread, with the replica and the batch, right after each
+        # pushed batch is committed (before the next request is served): a node makes
+        # its TLS trust follow a membership change here, with no window in between.
+        self.after_integrate = after_integrate
         self.history: list[ExchangeLog] = []  # the last few requests, newest last
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -183,7 +192,9 @@ class NodeApp:
                     if step is None:
                         break
                     resolution, rows = step
-                    pending += encode_batch(((r.id, r.body) for r in rows), resolution=resolution)
+                    pending += encode_batch(
+                        ((r.id, r.body, r.seal) for r in rows), resolution=resolution
+                    )
                     rec.sent += len(rows)
                     await _send_chunk(send, pending, rec)
                     pending = b""
@@ -228,7 +239,9 @@ class NodeApp:
                     elif isinstance(event, Vectors):
                         await self.worker.run(exchange.check_witnesses, replica, event)
                     elif isinstance(event, Batch):
-                        done = await self.worker.run(_integrate, replica, event)
+                        done = await self.worker.run(
+                            _integrate, replica, event, self.after_integrate
+                        )
                         (resolutions if event.resolution else changesets).add(done)
                         rec.received += done.integrated
                         if done.integrated and self.on_news is not None:
@@ -267,11 +280,16 @@ def _next_batch(batches: Iterator[tuple[bool, list[LogRow]]]) -> tuple[bool, lis
     return next(batches, None)
 
 
-def _integrate(replica: Any, batch: Batch) -> IntegrationResult:
+def _integrate(
+    replica: Any, batch: Batch, after: Callable[[Any, Batch], None] | None
+) -> IntegrationResult:
     """Integrate on the worker thread; a node that cannot store says so as a protocol
     refusal (503), which the caller retries."""
     try:
-        return exchange.integrate_batch(replica, batch)
+        result = exchange.integrate_batch(replica, batch)
+        if after is not None and result.integrated:
+            after(replica, batch)
+        return result
     except StorageError as exc:
         raise ProtocolError(
             ErrorCode.UNAVAILABLE, f"this node cannot store changesets: {exc}"
@@ -336,17 +354,57 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
+class _TLSConfig(Config):
+    """hypercorn's configuration, serving TLS with a context of ours.
+
+    hypercorn builds its own SSL context from certificate files; ours comes from
+    :mod:`p2p_prophet.security.tls` (TLS 1.3, client certificates pinned to the
+    membership), so the two hooks that decide "TLS or not" and "which context" are
+    overridden here and nothing else is.
+    """
+
+    def __init__(self, ssl_context: ssl.SSLContext) -> None:
+        super().__init__()
+        self._ssl_context = ssl_context
+
+    @property
+    def ssl_enabled(self) -> bool:
+        return True
+
+    def create_ssl_context(self) -> ssl.SSLContext:
+        return self._ssl_context
+
+
 async def serve(
     app: NodeApp,
     host: str,
     port: int,
     *,
+    ssl_context: ssl.SSLContext | None = None,
+    handshake_timeout: float = HANDSHAKE_TIMEOUT,
+    read_timeout: float = READ_TIMEOUT,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on ``host:port`` (port 0: any free port) until cancelled or until
-    ``shutdown_trigger`` returns.  ``task_status.started`` gets the bound URLs."""
-    config = Config()
+    ``shutdown_trigger`` returns.  ``task_status.started`` gets the bound URLs
+    (``https://`` ones with ``ssl_context``, else ``http://``).
+
+    With ``ssl_context`` (:func:`p2p_prophet.security.tls.server_context`) every
+    connection is TLS and nothing else: a plain HTTP request is a failed handshake.  Each
+    connection then carries one request only (hypercorn closes it after the response),
+    so that every request passes a handshake, and with it the check of the client's
+    fingerprint against the membership *now*: a member removed while it held a
+    keep-alive connection is refused from its next request on.  A client has
+    ``handshake_timeout`` seconds to finish its TLS handshake and may go ``read_timeout``
+    seconds without sending a byte in the middle of a request; slower clients are
+    dropped, so that idle connections (a slow-loris attack) cannot pile up.
+    """
+    config = Config() if ssl_context is None else _TLSConfig(ssl_context)
+    if ssl_context is not None:
+        config.keep_alive_max_requests = 1
+    config.ssl_handshake_timeout = handshake_timeout
+    config.read_timeout = read_timeout  # type: ignore[assignment]  # typed int, used as float
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")

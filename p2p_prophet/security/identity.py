@@ -56,6 +56,8 @@ COMMON_NAME = "p2p-prophet replica"
 # RFC 5280 §4.1.2.5: GeneralizedTime 99991231235959Z means "no well-defined expiration".
 NO_EXPIRY = datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=datetime.UTC)
 CLOCK_SKEW = datetime.timedelta(days=1)
+SEED_BYTES = 32
+DETERMINISTIC_NOT_BEFORE = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
 BOTH_ENDS = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
 
 
@@ -101,17 +103,26 @@ def _raw_public(key: Ed25519PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
-def _self_signed_certificate(key: Ed25519PrivateKey) -> x509.Certificate:
+def _self_signed_certificate(
+    key: Ed25519PrivateKey, *, deterministic: bool = False
+) -> x509.Certificate:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, COMMON_NAME)])
     public_key = key.public_key()
-    now = datetime.datetime.now(datetime.UTC)
+    if deterministic:
+        # The same key always gives the same certificate (Ed25519 signatures are
+        # deterministic too), so it need not travel: see Identity.from_seed.
+        serial = int.from_bytes(hashlib.sha256(_raw_public(public_key)).digest()[:19]) | 1
+        not_before = DETERMINISTIC_NOT_BEFORE
+    else:
+        serial = x509.random_serial_number()
+        not_before = datetime.datetime.now(datetime.UTC) - CLOCK_SKEW
     return (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
         .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - CLOCK_SKEW)
+        .serial_number(serial)
+        .not_valid_before(not_before)
         .not_valid_after(NO_EXPIRY)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
@@ -162,6 +173,29 @@ class Identity:
         key = Ed25519PrivateKey.generate()
         pem = _self_signed_certificate(key).public_bytes(serialization.Encoding.PEM)
         return cls(key, pem.decode("ascii"))
+
+    @classmethod
+    def from_seed(cls, seed: bytes) -> Identity:
+        """The identity whose private key is the 32-byte Ed25519 ``seed``, with a
+        certificate that depends on the key alone: the same seed gives the same identity,
+        fingerprint included, on every machine.  For short-lived identities that travel
+        as their seed (an invite token); raises :class:`IdentityError` if ``seed`` is not
+        32 bytes."""
+        if len(seed) != SEED_BYTES:
+            raise IdentityError(f"an identity seed is {SEED_BYTES} bytes, not {len(seed)}")
+        key = Ed25519PrivateKey.from_private_bytes(seed)
+        pem = _self_signed_certificate(key, deterministic=True).public_bytes(
+            serialization.Encoding.PEM
+        )
+        return cls(key, pem.decode("ascii"))
+
+    def seed(self) -> bytes:
+        """The private key's 32 raw bytes (a secret): :meth:`from_seed` gives it back."""
+        return self.key.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
 
     def sign(self, data: bytes) -> bytes:
         """The Ed25519 signature (64 bytes) of ``data``; check it with :func:`verify`."""

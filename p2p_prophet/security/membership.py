@@ -1,7 +1,7 @@
 """Who the members of a database are: records of the database itself (docs/security.md).
 
 A member is a live record of type :data:`MEMBER_TYPE` (``"member"``), one per identity,
-with four text properties:
+with four text properties and an optional expiry:
 
 ``certificate``
     the member's certificate, PEM (its public key travels with it);
@@ -11,7 +11,10 @@ with four text properties:
 ``name``
     free text for people, possibly empty;
 ``added_by``
-    the fingerprint of the member who added it, or ``""`` for the founder.
+    the fingerprint of the member who added it, or ``""`` for the founder;
+``expires`` (optional, int)
+    for the identity of an invite only: the unix time from which it is no longer trusted
+    (:mod:`p2p_prophet.security.invite`).
 
 The record's uuid is not random: it is :func:`member_uuid` of the fingerprint, a version 5
 uuid in the fixed namespace :data:`MEMBER_NAMESPACE`.  Two members who add the same
@@ -40,8 +43,10 @@ agree on the membership without a server:
   type ``member`` made by hand with a random uuid) lets no one in; :func:`invalid_members`
   lists such records and why, so that a CLI can warn about them.
 - **Authority is not checked here.**  Anyone who can write to a replica can write member
-  records; that only members may do so is for the signed changesets of docs/security.md
-  to enforce, at integration.  ``added_by`` is provenance for people, not a proof.
+  records.  That only members write at all is enforced at the transport (only members
+  can connect, so every relay is a member); signed changesets (docs/security.md) make
+  each changeset's author its origin's own key, checked at integration, but do not
+  consult the membership there.  ``added_by`` is provenance for people, not a proof.
 
 Everything here is sans-IO: plain functions over a :class:`~p2p_prophet.store.Replica`.
 A node turns the membership into the :class:`~p2p_prophet.security.tls.TrustedPeers` its
@@ -51,8 +56,10 @@ integration.
 
 from __future__ import annotations
 
+import time
 import uuid as uuidlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -61,7 +68,11 @@ from p2p_prophet.errors import IdentityError, ProphetError
 from p2p_prophet.model import Record, Value
 from p2p_prophet.security.identity import der_fingerprint, load_certificate
 from p2p_prophet.security.tls import TrustedPeers
-from p2p_prophet.store.replica import Replica
+
+if TYPE_CHECKING:
+    # Only for annotations: the store imports security (a signed replica loads its
+    # identity), so importing the store here at run time would be circular.
+    from p2p_prophet.store.replica import Replica
 
 MEMBER_TYPE = "member"
 
@@ -91,6 +102,11 @@ class Member:
     name: str
     certificate_pem: str = field(repr=False)
     added_by: str
+    expires: int | None = None  # an invite's identity: unix time after which it is refused
+
+    def expired(self, now: float) -> bool:
+        """Whether this member is an invite whose time is up at ``now`` (unix time)."""
+        return self.expires is not None and now >= self.expires
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,12 +132,20 @@ def member_uuid(fingerprint: str) -> str:
 
 
 def add_member(
-    replica: Replica, certificate_pem: str | bytes, name: str = "", added_by: str = ""
+    replica: Replica,
+    certificate_pem: str | bytes,
+    name: str = "",
+    added_by: str = "",
+    *,
+    expires: int | None = None,
 ) -> str:
     """Make the identity of ``certificate_pem`` a member; return its fingerprint.
 
     The record stores the (first) certificate of ``certificate_pem``, re-encoded alone.
     ``added_by`` is the fingerprint of the member adding it, ``""`` for the founder.
+    ``expires`` (unix time) makes it a member only until then: the identity of an invite
+    (:mod:`p2p_prophet.security.invite`), which :func:`trusted_peers` leaves out once
+    expired.
 
     If the identity is already a live member, no second record is made: the record's
     name becomes ``name`` if ``name`` is given (not empty) and differs, and a record that
@@ -142,11 +166,15 @@ def add_member(
         # this member between the check and the write.
         row = replica.main.find_record(MEMBER_TYPE, ruuid)
         if row is None:
-            batch.create(
-                MEMBER_TYPE,
-                {"certificate": pem, "fingerprint": fp, "name": name, "added_by": adder},
-                ruuid,
-            )
+            props: dict[str, Value] = {
+                "certificate": pem,
+                "fingerprint": fp,
+                "name": name,
+                "added_by": adder,
+            }
+            if expires is not None:
+                props["expires"] = int(expires)
+            batch.create(MEMBER_TYPE, props, ruuid)
             return fp
         if not row.live:
             raise ProphetError(
@@ -177,7 +205,9 @@ def remove_member(replica: Replica, fingerprint: str) -> None:
     """
     with replica.edits() as batch:
         target = resolve(replica, fingerprint)
-        if all(m.fingerprint == target.fingerprint for m in members(replica)):
+        # An invite's identity does not count: it stands for no one yet, and expires.
+        lasting = [m for m in members(replica) if m.expires is None]
+        if all(m.fingerprint == target.fingerprint for m in lasting):
             raise ProphetError(
                 f"{_label(target)} is the last member of this database; removing it would"
                 " lock everyone out. Add another member first"
@@ -246,18 +276,25 @@ def resolve(replica: Replica, prefix: str) -> Member:
     raise ProphetError(f"no member's fingerprint starts with {wanted} (this database has {known})")
 
 
-def trusted_peers(replica: Replica) -> TrustedPeers:
-    """A :class:`TrustedPeers` holding the certificates of ``replica``'s members now."""
-    return TrustedPeers(m.certificate_pem for m in members(replica))
+def trusted_peers(replica: Replica, now: float | None = None) -> TrustedPeers:
+    """A :class:`TrustedPeers` holding the certificates of ``replica``'s members now
+    (``now``: unix time, default the clock's), expired invites left out."""
+    return TrustedPeers(_trusted_certificates(replica, now))
 
 
-def refresh(trusted: TrustedPeers, replica: Replica) -> None:
-    """Make ``trusted`` hold exactly the certificates of ``replica``'s members now.
+def refresh(trusted: TrustedPeers, replica: Replica, now: float | None = None) -> None:
+    """Make ``trusted`` hold exactly the certificates of ``replica``'s members now,
+    expired invites left out.
 
     Removed members are refused from the next handshake on, by contexts already made too
     (see :meth:`TrustedPeers.replace`); connections already open are not cut.
     """
-    trusted.replace(m.certificate_pem for m in members(replica))
+    trusted.replace(_trusted_certificates(replica, now))
+
+
+def _trusted_certificates(replica: Replica, now: float | None) -> list[str]:
+    at = time.time() if now is None else now
+    return [m.certificate_pem for m in members(replica) if not m.expired(at)]
 
 
 # -- checking records ----------------------------------------------------------------------
@@ -300,11 +337,16 @@ def _check_record(record: Record) -> Member | InvalidMember:
         return invalid(f"its certificate is that of {actual}, not of {claimed}")
     # A name or added_by that is not text grants nothing, so it does not void the record.
     added_by = props.get("added_by")
+    expires = props.get("expires")
+    if expires is not None and (isinstance(expires, bool) or not isinstance(expires, int)):
+        # An expiry that cannot be read must not make an invite last for ever.
+        return invalid(f"its expiry {expires!r} is not a unix time")
     return Member(
         fingerprint=claimed,
         name=name if isinstance(name, str) else "",
         certificate_pem=pem,
         added_by=added_by if isinstance(added_by, str) else "",
+        expires=expires,
     )
 
 

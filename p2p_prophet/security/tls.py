@@ -201,7 +201,7 @@ class TrustedPeers:
 
 
 def _check_peer(
-    conn: ssl.SSLObject | ssl.SSLSocket, trusted: TrustedPeers, expect: str | None
+    conn: ssl.SSLObject | ssl.SSLSocket, trusted: TrustedPeers | None, expect: str | None
 ) -> None:
     """Step 2 of the module doc: raise :class:`NotTrusted` unless the peer is trusted now."""
     fp = peer_fingerprint(conn)
@@ -209,13 +209,13 @@ def _check_peer(
         raise NotTrusted(None, "the peer presented no certificate")
     if expect is not None and fp != expect:
         raise NotTrusted(fp, f"the peer is {fp}, not the expected peer {expect}")
-    if fp not in trusted:
+    if trusted is not None and fp not in trusted:
         raise NotTrusted(
             fp, f"the peer {fp} is not a trusted peer (its certificate is not in the trusted set)"
         )
 
 
-def _pin(ctx: ssl.SSLContext, trusted: TrustedPeers, expect: str | None) -> None:
+def _pin(ctx: ssl.SSLContext, trusted: TrustedPeers | None, expect: str | None) -> None:
     """Make ``ctx`` run step 2 after every handshake of the connections it makes."""
 
     class PinnedSSLObject(ssl.SSLObject):
@@ -298,3 +298,26 @@ def client_context(
     """
     fp = None if expect is None else _normalize_fingerprint(expect)
     return _context(False, identity, trusted, fp)
+
+
+def fingerprint_client_context(identity: Identity, expect: str) -> ssl.SSLContext:
+    """A TLS 1.3 client context that presents ``identity`` and accepts exactly one server:
+    the one whose certificate has the fingerprint ``expect``.
+
+    For dialling a peer known only by its fingerprint, before its certificate is known
+    (the inviter, when a new member clones with an invite token).  OpenSSL does not check
+    the server's certificate chain here (there is no certificate to check it against);
+    the handshake still proves that the server holds the key of the certificate it
+    presents (TLS 1.3's CertificateVerify), and step 2 of the module doc refuses it
+    unless that certificate's fingerprint is ``expect``: pinning a fingerprint is as
+    strong as trusting the one certificate it names.  Raises :class:`IdentityError` if
+    ``expect`` is not a fingerprint.
+    """
+    fp = _normalize_fingerprint(expect)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    _load_identity(ctx, identity)
+    _pin(ctx, None, fp)
+    return ctx
