@@ -236,13 +236,7 @@ def init(
     if insecure:
         replica = Replica.init(path, db_uuid=db_uuid)
     else:
-        identity = Identity.generate()
-        founder = name or default_creator()
-
-        def found(new: Replica) -> None:
-            membership.add_member(new, identity.certificate_pem, name=founder)
-
-        replica = Replica.init(path, db_uuid=db_uuid, identity=identity, prepare=found)
+        replica = found_database(path, name, db_uuid)
     with replica:
         doc = {
             "replica_uuid": replica.uuid,
@@ -637,7 +631,10 @@ def clone(ctx: click.Context, source: str, path: Path, name: str | None, as_json
         replica, result = trio.run(_clone_with_invite, source, path, name, as_json)
     elif is_foreign(source):
         adapter = open_foreign(None, source)
-        replica, pulled = foreign_clone(adapter, path)
+        # The gateway's replica is a new database, with the gateway as its first member.
+        replica, pulled = foreign_clone(
+            adapter, path, create=lambda where: found_database(where, name)
+        )
         ctx.call_on_close(replica.close)
         if as_json:
             emit_json(
@@ -864,6 +861,17 @@ def demo(ctx: click.Context) -> None:
             same = alice.main.digest() == bob.main.digest()
             say("Equal digests: both hold the same records." if same else "DIGESTS DIFFER")
             say(f"\nNext: p2p-prophet -R {path} log   |   p2p-prophet -R {path} conflicts")
+
+
+def found_database(path: Path, name: str | None = None, db_uuid: str | None = None) -> Replica:
+    """A new replica at ``path`` with an identity, its database's first member."""
+    identity = Identity.generate()
+    founder = name or default_creator()
+
+    def found(new: Replica) -> None:
+        membership.add_member(new, identity.certificate_pem, name=founder)
+
+    return Replica.init(path, db_uuid=db_uuid, identity=identity, prepare=found)
 
 
 def clone_path(

@@ -137,6 +137,9 @@ def test_bob_clones_from_taskwarrior_pulls_fossil_and_pushes_each_task_to_fossil
     bob_path = tmp_path / "bob"
     cloned = json.loads(cli("clone", f"taskwarrior:{tasks}", str(bob_path), "--json").stdout)
     assert cloned["created"] == 3
+    # The gateway's replica founds a database with members: it can serve TLS to them.
+    [gateway] = json.loads(cli("-R", str(bob_path), "members", "--json").stdout)["members"]
+    assert gateway["this_replica"] and gateway["added_by"] is None
     pulled = json.loads(cli("-R", str(bob_path), "pull", f"fossil:{repo}", "--json").stdout)
     assert pulled["created"] == 1  # Fossil's own ticket
 

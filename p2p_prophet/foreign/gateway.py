@@ -21,6 +21,7 @@ only its own edits: the foreign state is separate (P9).
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,11 +189,14 @@ def push(replica: Replica, adapter: Adapter) -> ForeignResult:
     return result
 
 
-def clone(source: Adapter, path: Path) -> tuple[Replica, ForeignResult]:
-    """A new replica (a new database) at ``path`` holding what ``source`` holds.  If
-    ``source`` cannot be read, nothing is left at ``path``."""
+def clone(
+    source: Adapter, path: Path, *, create: Callable[[Path], Replica] = Replica.init
+) -> tuple[Replica, ForeignResult]:
+    """A new replica (a new database, made by ``create``: the CLI makes one with members)
+    at ``path`` holding what ``source`` holds.  If ``source`` cannot be read, nothing is
+    left at ``path``."""
     items = source.items()  # a missing program or a broken store fails before anything exists
-    replica = Replica.init(path)
+    replica = create(path)
     try:
         return replica, pull(replica, source, items)
     except BaseException:
