@@ -32,8 +32,6 @@ import hmac
 import secrets
 from typing import TYPE_CHECKING
 
-from p2p_prophet.errors import ProphetError
-
 if TYPE_CHECKING:
     from p2p_prophet.store import Replica
 
@@ -73,15 +71,8 @@ def replica_secret(replica: Replica) -> bytes:
     Raises :class:`ProphetError` if the stored value is not bytes: advertising a key
     made from anything else would silently cut this node off from its database.
     """
-    stored = replica.main.get_meta(SECRET_META, None)
-    if stored is None:
-        return PLAIN_SECRET
-    if not isinstance(stored, bytes | bytearray | memoryview):
-        raise ProphetError(
-            f"the replica's {SECRET_META} is a {type(stored).__name__}, not bytes "
-            "(the replica is damaged)"
-        )
-    return bytes(stored)
+    secret = replica.discovery_secret
+    return PLAIN_SECRET if secret is None else secret
 
 
 __all__ = [

@@ -184,7 +184,7 @@ def create_invite(
         inviter=identity.fingerprint,
         db_uuid=replica.db_uuid,
         seed=secrets.token_bytes(SEED_BYTES),
-        discovery_secret=replica.main.get_meta("discovery_secret", b""),
+        discovery_secret=replica.discovery_secret or b"",
         expires=expires,
     )
     add_member(

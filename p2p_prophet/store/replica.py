@@ -98,9 +98,18 @@ class Replica:
     @property
     def discovery_secret(self) -> bytes | None:
         """A signed replica's discovery secret (docs/security.md, Discovery); None for a
-        plain one."""
+        plain one.  Raises :class:`ProphetError` if the stored value is not bytes: a key
+        made from anything else would silently cut this replica's node off from its
+        database."""
         secret = self.main.get_meta("discovery_secret")
-        return None if secret is None else bytes(secret)
+        if secret is None:
+            return None
+        if not isinstance(secret, bytes | bytearray | memoryview):
+            raise ProphetError(
+                f"the replica's discovery_secret is a {type(secret).__name__}, not bytes "
+                "(the replica is damaged)"
+            )
+        return bytes(secret)
 
     # -- lifecycle ---------------------------------------------------------------------
 
