@@ -18,7 +18,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO, TypeVar
 
@@ -26,7 +25,7 @@ import click
 import trio
 
 from p2p_prophet import __version__
-from p2p_prophet.clock import to_datetime
+from p2p_prophet.clock import to_datetime, utc_minutes
 from p2p_prophet.config import DEFAULT_PORT, override
 from p2p_prophet.config import load as load_config
 from p2p_prophet.errors import ProphetError, RecordNotFound
@@ -1134,7 +1133,8 @@ def members(ctx: click.Context, as_json: bool) -> None:
             notes.append("this replica")
         if m.expires is not None:
             notes.append(
-                "unused invite, " + ("expired" if m.expired(now) else f"expires {_utc(m.expires)}")
+                "unused invite, "
+                + ("expired" if m.expired(now) else f"expires {utc_minutes(m.expires)}")
             )
         if m.added_by:
             notes.append(f"added by {m.added_by[:16]}")
@@ -1206,7 +1206,7 @@ def invite(
         return
     click.echo(token)
     click.echo(
-        f"valid until {_utc(made.expires)}, once, through {', '.join(made.urls)}; "
+        f"valid until {utc_minutes(made.expires)}, once, through {', '.join(made.urls)}; "
         "on the new laptop: p2p-prophet clone TOKEN PATH",
         err=True,
     )
@@ -1230,10 +1230,6 @@ def invite_urls(replica: Replica) -> list[str]:
     if not found:
         raise ProphetError("no address to invite through; give one with --url")
     return found
-
-
-def _utc(unix: float) -> str:
-    return datetime.fromtimestamp(unix, tz=UTC).isoformat(timespec="minutes")
 
 
 @cli.command()

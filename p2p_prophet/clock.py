@@ -38,6 +38,11 @@ def unpack(hlc: int) -> tuple[int, int]:
     return hlc >> COUNTER_BITS, hlc & COUNTER_MASK
 
 
+def utc_minutes(unix: float) -> str:
+    """A unix time as ISO 8601 UTC to the minute, for people (an invite's expiry)."""
+    return datetime.fromtimestamp(unix, tz=UTC).isoformat(timespec="minutes")
+
+
 def to_datetime(hlc: int) -> datetime:
     """The wall-clock part of a stamp as an aware UTC datetime."""
     return datetime.fromtimestamp(unpack(hlc)[0] / 1000, tz=UTC)

@@ -29,7 +29,6 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
@@ -38,6 +37,7 @@ import httpx
 import trio
 
 from p2p_prophet import __version__
+from p2p_prophet.clock import utc_minutes
 from p2p_prophet.errors import ProphetError
 from p2p_prophet.net.binding import EXCHANGE_PATH, HELLO_PATH, MEDIA_TYPE, PUSH_PATH
 from p2p_prophet.net.worker import ReplicaWorker
@@ -495,18 +495,11 @@ def checked(url: str, response: httpx.Response, body: bytes, limits: Limits) -> 
 def _os_reason(exc: BaseException) -> str:
     """The operating system's words for why a connection failed ("connection refused"),
     dug out of httpx's and trio's wrappers; else the exception's own message."""
-    seen: list[BaseException] = [exc]
-    while seen:
-        current = seen.pop()
+    for current in _chain(exc):
         if isinstance(current, socket.gaierror):
             return f"cannot resolve the host name ({current.strerror})"
         if isinstance(current, OSError) and current.errno is not None and current.errno > 0:
             return os.strerror(current.errno).lower()
-        if isinstance(current, BaseExceptionGroup):
-            seen.extend(current.exceptions)
-        for linked in (current.__cause__, current.__context__):
-            if linked is not None:
-                seen.append(linked)
     return str(exc) or type(exc).__name__
 
 
@@ -635,8 +628,8 @@ async def clone_with_invite(
     """
     if invite.expired():
         raise InvalidInvite(
-            f"this invite expired at {_utc(invite.expires)}; ask for a new one (`p2p-prophet "
-            "invite` on a member's laptop)"
+            f"this invite expired at {utc_minutes(invite.expires)}; ask for a new one "
+            "(`p2p-prophet invite` on a member's laptop)"
         )
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise ProphetError(f"{path} already exists and is not an empty directory")
@@ -690,10 +683,6 @@ async def _first_answer(http: HttpClient, urls: Iterable[str], **options: Any) -
         except NetworkError as exc:
             failures.append(str(exc))
     raise NetworkError("no address of the inviter answered: " + "; ".join(failures))
-
-
-def _utc(unix: int) -> str:
-    return datetime.fromtimestamp(unix, tz=UTC).isoformat(timespec="minutes")
 
 
 __all__ = [
