@@ -10,6 +10,7 @@ interface.  On stdout, one JSON document a line:
 - ``{"ready": true}`` once it listens;
 - for each service it resolves (again at each update): its instance name, host name
   (server), port, addresses, TXT properties and the TXT record's raw bytes (hex);
+- ``{"removed": NAME}`` when a service says goodbye;
 - for each line read from stdin: ``{"cache": [{"name", "record", "data", "text"}, ...]}``,
   every record in zeroconf's cache now (``text`` is a TXT record's raw bytes in hex);
 - when its stdin closes: everything it heard, ``{"packets": [hex, ...], "cache": [...]}``,
@@ -40,9 +41,13 @@ SERVICE_TYPE = "_prophet._tcp.local."
 GROUP, PORT = "224.0.0.251", 5353
 
 
+_emitting = threading.Lock()  # zeroconf's handler thread emits too
+
+
 def emit(document: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(document) + "\n")
-    sys.stdout.flush()
+    with _emitting:
+        sys.stdout.write(json.dumps(document) + "\n")
+        sys.stdout.flush()
 
 
 def sniff(address: str, packets: list[bytes]) -> None:
@@ -76,7 +81,9 @@ def main(address: str) -> None:
     def handler(
         zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
     ) -> None:
-        if state_change is not ServiceStateChange.Removed:
+        if state_change is ServiceStateChange.Removed:
+            emit({"removed": name})  # a goodbye
+        else:
             names.put(name)
 
     def read_commands() -> None:

@@ -253,6 +253,11 @@ class Stranger:
         """Every service it resolved, again at each update, in order."""
         return [d for d in list(self.documents) if "name" in d]
 
+    @property
+    def removed(self) -> list[str]:
+        """The services it heard say goodbye, by instance name."""
+        return [d["removed"] for d in list(self.documents) if "removed" in d]
+
     def cache(self) -> list[dict[str, Any]]:
         """Every record in its zeroconf cache now."""
         assert self.process.stdin is not None
@@ -329,8 +334,8 @@ def test_a_stranger_on_the_lan_sees_a_discovery_key_never_the_database_id_or_a_s
         cli.create("ticket", {"summary": "also private"})
     eventually(lambda: len({s["properties"]["h"] for s in stranger.services}) == 2)
     cache = stranger.cache()
-    assert node.stop() == 0  # and the goodbye
-    time.sleep(0.5)
+    assert node.stop() == 0  # and the goodbye, which the stranger's browser hears
+    eventually(lambda: bool(stranger.removed))
     heard = stranger.finish()
 
     # What a browser shows: our node, under the discovery key.
@@ -392,7 +397,11 @@ def test_only_nodes_that_hold_the_databases_secret_find_each_other(
 
     eventually(lambda: len(keys_seen()) == 3)
     assert keys_seen() == {"alice": ours, "bob": ours, "carol": theirs}
-    time.sleep(2 * 0.5)  # two gossip intervals, for a wrong contact to show
+    # Each node has seen the other database's advert and set it aside...
+    for node in (a, b):
+        node.wait_for(f"ignoring carol ({theirs})")
+    c.wait_for(f"ignoring alice ({ours})")
+    c.wait_for(f"ignoring bob ({ours})")
     # ...and carol's is ignored by alice and bob, theirs by carol.
     for node in (a, b):
         assert c.url not in node.log

@@ -234,7 +234,9 @@ async def test_a_push_cut_half_way_leaves_the_node_whole_batches(
     await nursery.start(proxy.run)
     with pytest.raises(NetworkError, match="stopped in the middle"):
         await peer(proxy.url, bob, http, attempts=1, batch_size=200).push()
-    await trio.sleep(0.2)  # let the node notice the vanished caller
+    [cut] = [r for r in start_node.apps[url].history if r.endpoint == "push"]  # type: ignore[attr-defined]
+    await cut.finished.wait()  # the node has noticed the vanished caller, and committed
+    assert cut.error is not None
     kept = alice.main.ticket(bob.uuid)
     assert before == 0 and 0 < kept < 3000 and kept % 200 == 0
     assert alice.main.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

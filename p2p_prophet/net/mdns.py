@@ -42,6 +42,7 @@ MAX_LABEL = 63  # DNS label limit for the instance name
 CLASH_ROOM = 4
 TXT_UPDATE_MIN_INTERVAL = 1.0
 RESOLVE_TIMEOUT_MS = 3000
+MAX_IGNORED_NAMES = 256
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,9 @@ class Discovery:
         self._digest_sent = advert.digest
         self._last_update = -math.inf
         self.known: dict[str, Found] = {}
+        # Services of other databases (or versions) already said to be ignored: one log
+        # line each, and no more than MAX_IGNORED_NAMES remembered (a LAN may be noisy).
+        self._ignored: set[str] = set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         # Deep enough for any LAN's burst of announcements; beyond it an event is lost
@@ -229,6 +233,10 @@ class Discovery:
             return
         found = parse(info, self.advert.discovery_key, self.advert.replica_uuid, self.scheme)
         if found is None:
+            own = info.properties and info.properties.get(b"r") == self.advert.replica_uuid.encode()
+            if not own and name not in self._ignored and len(self._ignored) < MAX_IGNORED_NAMES:
+                self._ignored.add(name)
+                log.info("ignoring %s: not a node of this database", name)
             return
         self.known[name] = found
         self.on_found(found)

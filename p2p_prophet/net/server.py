@@ -22,7 +22,7 @@ import sqlite3
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -67,7 +67,8 @@ Headers = Sequence[tuple[bytes, bytes]]
 
 @dataclass
 class ExchangeLog:
-    """What one request did, for the node's log (and tests)."""
+    """What one request did, for the node's log (and tests).  ``finished`` is set once
+    the request is over and everything it integrated is committed."""
 
     endpoint: str
     peer: str
@@ -76,6 +77,7 @@ class ExchangeLog:
     bytes_out: int = 0
     bytes_in: int = 0
     error: str | None = None
+    finished: trio.Event = field(default_factory=trio.Event)
 
 
 class NodeApp:
@@ -148,6 +150,7 @@ class NodeApp:
                 await _refuse(send, ProtocolError(code, f"the node failed: {exc}"))
         finally:
             _log(record, time.perf_counter() - started)
+            record.finished.set()
 
     # -- endpoints -----------------------------------------------------------------------
 
