@@ -85,8 +85,20 @@ def replica_path(ctx: click.Context) -> Path:
     return Path(env) if env else default_replica_path()
 
 
+def open_configured(path: Path) -> Replica:
+    """The replica at ``path``, with the settings of its config.toml that bear on
+    integration (the clock's maximum offset)."""
+    replica = Replica.open(path)
+    try:
+        replica.clock.max_offset_ms = load_config(path).sync.max_offset_ms
+    except BaseException:
+        replica.close()
+        raise
+    return replica
+
+
 def open_replica(ctx: click.Context) -> Replica:
-    replica = Replica.open(replica_path(ctx))
+    replica = open_configured(replica_path(ctx))
     ctx.call_on_close(replica.close)
     return replica
 
@@ -500,7 +512,7 @@ def open_peer(ctx: click.Context, location: str) -> Replica:
             f"{location}: only http:// and https:// URLs name a node, taskwarrior:PATH and "
             "fossil:PATH a foreign replica; anything else is a replica path"
         )
-    replica = Replica.open(Path(location))
+    replica = open_configured(Path(location))
     ctx.call_on_close(replica.close)
     return replica
 

@@ -21,6 +21,9 @@ wrong types are refused with the file and key named, so a typo never goes unnoti
     backoff_base = 1.0            # first wait after a failed exchange, doubling...
     backoff_cap = 300.0           # ...up to this
 
+    [sync]
+    max_clock_offset = 86400.0    # seconds a changeset's stamp may run ahead of our clock
+
     [foreign]                     # foreign replicas this one is the gateway of
     record_type = "ticket"        # the type their items become here
     read_only = ["fossil:/srv/upstream.fossil"]   # pull only; a push is refused
@@ -33,6 +36,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from p2p_prophet.clock import DEFAULT_MAX_OFFSET_MS
 from p2p_prophet.errors import ProphetError
 from p2p_prophet.gossip import GossipConfig
 
@@ -51,6 +55,21 @@ class ForeignConfig:
 
 
 @dataclass(frozen=True)
+class SyncConfig:
+    # How far ahead of this replica's wall clock an integrated stamp may be (clock.py,
+    # Bounds); beyond it a batch is refused until the clock catches up.
+    max_clock_offset: float = DEFAULT_MAX_OFFSET_MS / 1000
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_clock_offset <= 10 * 365 * 86400:
+            raise ValueError("sync.max_clock_offset must be more than 0 and at most 10 years")
+
+    @property
+    def max_offset_ms(self) -> int:
+        return int(self.max_clock_offset * 1000)
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     host: str = "0.0.0.0"
     port: int = DEFAULT_PORT
@@ -60,6 +79,7 @@ class NodeConfig:
     peers: tuple[str, ...] = ()
     gossip: GossipConfig = field(default_factory=GossipConfig)
     foreign: ForeignConfig = field(default_factory=ForeignConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
 
 
 _NODE_TYPES: dict[str, Any] = {
@@ -82,9 +102,11 @@ def load(replica: Path) -> NodeConfig:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    unknown = set(doc) - {"node", "gossip", "foreign"}
+    unknown = set(doc) - {"node", "gossip", "foreign", "sync"}
     if unknown:
-        raise ConfigError(f"{path}: unknown section {sorted(unknown)[0]!r} (node, gossip, foreign)")
+        raise ConfigError(
+            f"{path}: unknown section {sorted(unknown)[0]!r} (node, gossip, foreign, sync)"
+        )
     node = _section(path, doc, "node", _NODE_TYPES)
     gossip_types = {f.name: type(getattr(GossipConfig(), f.name)) for f in fields(GossipConfig)}
     gossip = _section(path, doc, "gossip", gossip_types)
@@ -92,8 +114,14 @@ def load(replica: Path) -> NodeConfig:
         _strings(path, node, "node", key)
     foreign = _section(path, doc, "foreign", {"record_type": str, "read_only": list})
     _strings(path, foreign, "foreign", "read_only")
+    sync = _section(path, doc, "sync", {"max_clock_offset": float})
     try:
-        return NodeConfig(**node, gossip=GossipConfig(**gossip), foreign=ForeignConfig(**foreign))
+        return NodeConfig(
+            **node,
+            gossip=GossipConfig(**gossip),
+            foreign=ForeignConfig(**foreign),
+            sync=SyncConfig(**sync),
+        )
     except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 

@@ -254,3 +254,24 @@ def test_replication_errors_are_clear(run: Runner, tmp_path: Path) -> None:
     unknown = run("-R", alice, "resolve", "abcdef", "status=x")
     assert unknown.code == 1 and "no conflict" in unknown.err
     assert run("-R", alice, "conflicts", "--json").json() == []
+
+
+def test_a_replica_poisoned_before_clock_bounds_reads_and_refuses_writes_clearly(
+    run: Runner, tmp_path: Path
+) -> None:
+    from p2p_prophet.clock import MAX_HLC
+    from p2p_prophet.store import Replica
+    from p2p_prophet.sync import clone, transfer
+
+    with Replica.init(tmp_path / "mallory") as mallory:
+        bob = clone(mallory, tmp_path / "replica")[0]
+        mallory.clock.last = MAX_HLC - 1
+        mallory.create("ticket", {"summary": "poison"})  # created = 2^63 - 1
+        bob.clock.max_offset_ms = MAX_HLC  # as a replica did before the bound existed
+        transfer(bob, mallory)
+        bob.close()
+    assert run("list", "ticket").code == 0
+    assert run("digest").code == 0
+    created = run("create", "ticket", "summary=after")
+    assert created.code == 1, created.err
+    assert "end of its range" in created.err and "p2p-prophet check" in created.err

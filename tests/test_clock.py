@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from p2p_prophet.clock import HybridClock, pack, to_datetime, unpack
+from p2p_prophet.clock import MAX_HLC, ClockError, HybridClock, pack, to_datetime, unpack
 
 
 class FakeWall:
@@ -96,3 +97,21 @@ def test_monotonic_under_any_wall_clock_and_any_observed_stamps(
             issued.append(stamp)
             floor = stamp
     assert issued == sorted(set(issued))
+
+
+# -- bounds (clock.py, Bounds) ---------------------------------------------------------
+
+
+def test_a_stamp_within_the_maximum_offset_is_not_too_far_ahead() -> None:
+    clock = HybridClock(FakeWall(1_000_000), max_offset_ms=60_000)
+    assert clock.too_far_ahead(pack(1_060_000)) == 0
+    assert clock.too_far_ahead(pack(1_060_001)) == 1
+    assert clock.too_far_ahead(pack(5)) == 0  # behind is always fine
+
+
+def test_a_clock_at_the_end_of_its_range_refuses_to_issue_instead_of_overflowing() -> None:
+    clock = HybridClock(FakeWall(1_000), last=MAX_HLC - 1)
+    assert clock.now() == MAX_HLC  # the last stamp there is
+    with pytest.raises(ClockError, match=r"end of its range.*p2p-prophet check"):
+        clock.now()
+    assert clock.last == MAX_HLC

@@ -61,3 +61,10 @@ def test_the_mdns_flag_can_turn_discovery_back_on_over_the_file(tmp_path: Path) 
     config = load(write(tmp_path, "[node]\nmdns = false\n"))
     assert override(config, mdns=None).mdns is False
     assert override(config, mdns=True).mdns is True
+
+
+def test_the_clocks_maximum_offset_is_one_day_unless_the_file_says(tmp_path: Path) -> None:
+    assert load(tmp_path).sync.max_offset_ms == 86_400_000
+    assert load(write(tmp_path, "[sync]\nmax_clock_offset = 600\n")).sync.max_offset_ms == 600_000
+    with pytest.raises(ConfigError, match="max_clock_offset must be more than 0"):
+        load(write(tmp_path, "[sync]\nmax_clock_offset = -1\n"))

@@ -10,6 +10,7 @@ import pytest
 from conftest import ReplicaFactory
 from transports import Transport, make_transport
 
+from p2p_prophet.clock import MAX_HLC, pack, wall_ms
 from p2p_prophet.errors import ProphetError
 from p2p_prophet.model import Change, ChangeSet, Kind, Op, PropChange
 from p2p_prophet.store import Replica
@@ -491,3 +492,47 @@ def test_a_conflict_over_large_text_still_converges(
     net.transfer(bob, alice)
     assert alice.main.digest() == bob.main.digest()
     assert len(props_of(alice, "note", uuid)["body"]) == 1 << 20  # type: ignore[arg-type]
+
+
+# -- clock bounds (p2p_prophet/clock.py, Bounds) ---------------------------------------------
+
+
+def _state(replica: Replica) -> tuple[str, dict[str, int], int, int]:
+    return (
+        replica.main.digest(),
+        replica.main.tickets(),
+        replica.main.latest_seq(),
+        replica.clock.last,
+    )
+
+
+def test_a_stamp_too_far_ahead_is_refused_whole_until_the_clock_catches_up(
+    net: Transport, make_replica: ReplicaFactory, cloned: Cloner
+) -> None:
+    alice = make_replica("alice")
+    alice.create("ticket", {"summary": "on time"})
+    bob = cloned(alice, "bob")
+    alice.create("ticket", {"summary": "also on time"})
+    two_days = 2 * 86_400_000
+    alice.clock.last = pack(wall_ms() + two_days)  # Alice's clock runs two days fast
+    alice.create("ticket", {"summary": "from the day after tomorrow"})
+    before = _state(bob)
+    with pytest.raises(ProphetError, match=rf"{alice.uuid}#3 .*ahead of this replica's clock"):
+        net.transfer(bob, alice)
+    assert _state(bob) == before  # not even the on-time edit of the batch, nor the clock
+    bob.clock.wall = lambda: wall_ms() + two_days  # ...until Bob's clock is there too
+    net.transfer(bob, alice)
+    assert bob.main.digest() == alice.main.digest()
+
+
+def test_a_stamp_at_the_end_of_the_range_is_refused_and_the_clock_keeps_working(
+    net: Transport, make_replica: ReplicaFactory, cloned: Cloner
+) -> None:
+    alice = make_replica("alice")
+    bob = cloned(alice, "bob")
+    alice.clock.last = MAX_HLC - 1
+    alice.create("ticket", {"summary": "poison"})  # created = 2^63 - 1
+    with pytest.raises(ProphetError, match=r"beyond any date|ahead of this replica's clock"):
+        net.transfer(bob, alice)
+    assert bob.clock.last < pack(wall_ms() + 60_000)
+    bob.create("ticket", {"summary": "Bob still writes"})

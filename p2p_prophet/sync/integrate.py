@@ -24,7 +24,10 @@ The rules (docs/replication.md explains them at length):
 * Conflicts on a deleted or unknown record are recorded (``p2p-prophet conflicts``) but get
   no fix-ups: the tombstone wins in every order on its own, so an after fix-up would carry
   nothing and there is no property value to nullify.
-* The clock observes every stamp integrated (P8).
+* The clock observes every stamp integrated (P8).  A stamp more than the clock's maximum
+  offset ahead of this replica's wall clock refuses the whole batch
+  (:class:`ClockSkewError`; p2p_prophet/clock.py, Bounds): one broken or forged clock must
+  not drag every replica's clock to the end of its range.
 
 **Signed replicas** (``replica.signed``, docs/security.md "Signed changesets").  Into a
 signed replica, every changeset *taken* (not one skipped as already held) must be chained
@@ -69,6 +72,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 
+from p2p_prophet.clock import to_datetime
 from p2p_prophet.errors import MalformedChangeSet, ProphetError, SealError
 from p2p_prophet.model import (
     Change,
@@ -92,6 +96,11 @@ from p2p_prophet.sync.conflict import Choice, Conflict, ConflictKind, PropConfli
 class IntegrationError(ProphetError):
     """An incoming batch breaks the protocol (a gap, a nullification); nothing of it
     was written."""
+
+
+class ClockSkewError(IntegrationError):
+    """A changeset's stamp is further ahead of this replica's wall clock than its clock's
+    maximum offset allows; nothing of the batch was written."""
 
 
 class SignatureError(IntegrationError):
@@ -284,11 +293,27 @@ class _Batch:
                 ) from None
 
     def observe(self, cs: ChangeSet) -> None:
+        """Move the clock past ``cs``'s stamps (P8), refusing any stamp more than the
+        clock's maximum offset ahead of this replica's wall clock (clock.py, Bounds)."""
+        self.check_offset(cs, cs.created)
         self.clock.observe(cs.created)
         for change in cs.changes:
             for p in change.props:
                 if p.stamp is not None:
+                    self.check_offset(cs, p.stamp.hlc)
                     self.clock.observe(p.stamp.hlc)
+
+    def check_offset(self, cs: ChangeSet, hlc: int) -> None:
+        ahead = self.clock.too_far_ahead(hlc)
+        if ahead:
+            allowed = self.clock.max_offset_ms / 3_600_000
+            raise ClockSkewError(
+                f"changeset {cs.origin}#{cs.origin_seq} (by {cs.creator}) is stamped "
+                f"{_when(hlc)}, {_duration(ahead + self.clock.max_offset_ms)} ahead of this "
+                f"replica's clock, more than the {allowed:g} h allowed (sync.max_clock_offset):"
+                " its origin's clock is wrong, or the stamp was forged. It will be taken once"
+                " this clock is within that offset of it; nothing of this batch was written"
+            )
 
     # -- applying writes ---------------------------------------------------------------
 
@@ -452,6 +477,18 @@ class _Batch:
         if (rtype, ruuid) in self.new:
             self.new.flush()
         return self.db.find_record(rtype, ruuid)
+
+
+def _when(hlc: int) -> str:
+    try:
+        return to_datetime(hlc).isoformat(timespec="seconds")
+    except (OverflowError, ValueError, OSError):
+        return f"{hlc} (beyond any date)"
+
+
+def _duration(ms: int) -> str:
+    hours = ms / 3_600_000
+    return f"{hours:,.1f} h" if hours < 48 else f"{hours / 24:,.0f} days"
 
 
 def _stamp(choice: Choice) -> Stamp:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import shutil
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
@@ -21,6 +22,7 @@ import httpx
 import pytest
 import trio
 
+from p2p_prophet.clock import MAX_HLC
 from p2p_prophet.errors import ProphetError
 from p2p_prophet.gossip import GossipConfig
 from p2p_prophet.model import ChangeSet, changeset_id
@@ -421,6 +423,28 @@ async def test_an_unsigned_changeset_is_refused(world: World) -> None:
         + encode_end()
     )
     await expect_refusal(world, world.ids["bob"], frames, "unsigned")
+
+
+async def test_a_members_own_changeset_stamped_at_the_end_of_time_is_refused(
+    world: World,
+) -> None:
+    # Properly signed and chained, by Bob under his own origin: only its stamp is wrong.
+    # (Made on a copy of Bob's replica, so that Bob stays a member who can write.)
+    copy = world.bob.path.with_name("bob-copy")
+    shutil.copytree(world.bob.path, copy)
+    with Replica.open(copy) as bad_clock:
+        bad_clock.clock.last = MAX_HLC - 1
+        bad_clock.update("ticket", world.plan, {"summary": "from the end of time"})
+        [row] = bad_clock.main.recent_changesets(1)
+    assert ChangeSet.decode(row.body).created == MAX_HLC
+    frames = (
+        greeting(world, world.bob)
+        + encode_batch([(row.id, row.body, row.seal)], resolution=False)
+        + encode_end()
+    )
+    await expect_refusal(world, world.ids["bob"], frames, "ahead of this replica's clock")
+    with Replica.open(world.alice.path) as cli:  # Alice's own edits go on as before
+        cli.create("ticket", {"summary": "written after the attempt"})
 
 
 # -- the transport -------------------------------------------------------------------------
