@@ -170,14 +170,12 @@ class World:
         return b"".join(encode_changeset(r.id, r.body, r.seal, resolution=False) for r in rows)
 
 
-async def idle_strangers(world: World, node: NodeProcess, count: int, hold: float) -> None:
-    print(f"\n== {count} idle connections from a stranger ({STRANGER}), each reopened when dropped")
-    print(f"before: {node.state()}")
-    port = int(node.url.rsplit(":", 1)[1])
+async def strangers(port: int, count: int) -> None:
+    """The attacker, in a process of its own: ``count`` idle connections from STRANGER,
+    each opened again as soon as the node lets go of it.  Prints its counts every second."""
     opened = dropped = 0
 
     async def stranger() -> None:
-        # Connect, send nothing, and connect again whenever the node lets go.
         nonlocal opened, dropped
         while True:
             sock = trio.socket.socket()
@@ -189,23 +187,44 @@ async def idle_strangers(world: World, node: NodeProcess, count: int, hold: floa
                     pass
                 dropped += 1
             except OSError:
-                await trio.sleep(0.1)
+                dropped += 1
+                await trio.sleep(0.01)
             finally:
                 sock.close()
 
     async with trio.open_nursery() as nursery:
         for _ in range(count):
             nursery.start_soon(stranger)
-        await trio.sleep(3)
-        print(f"after 3 s: {opened} opened, {dropped} dropped by the node; node: {node.state()}")
+        while True:
+            await trio.sleep(1)
+            print(f"{opened} {dropped}", flush=True)
+
+
+async def idle_strangers(world: World, node: NodeProcess, count: int, hold: float) -> None:
+    print(f"\n== {count} idle connections from a stranger ({STRANGER}), each reopened when dropped")
+    print(f"before: {node.state()}")
+    port = int(node.url.rsplit(":", 1)[1])
+    attacker = subprocess.Popen(
+        [sys.executable, __file__, "--attack-port", str(port), "--strangers", str(count)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert attacker.stdout is not None
+    try:
+        counts = attacker.stdout.readline().split()
+        for _ in range(2):
+            counts = attacker.stdout.readline().split()
+        print(f"after 3 s: {counts[0]} opened, {counts[1]} dropped; node: {node.state()}")
+        syncs = [await world.member_sync(node.url) for _ in range(5)]
+        print(f"member syncs during the attack: {', '.join(syncs)}")
+        deadline = time.monotonic() + hold - 3
+        while time.monotonic() < deadline:
+            counts = attacker.stdout.readline().split()
+        print(f"after {hold:.0f} s: {counts[0]} opened, {counts[1]} dropped; node: {node.state()}")
         print(f"member sync during the attack: {await world.member_sync(node.url)}")
-        await trio.sleep(max(0.0, hold - 3))
-        print(
-            f"after {hold:.0f} s: {opened} opened, {dropped} dropped by the node; "
-            f"node: {node.state()}"
-        )
-        print(f"member sync during the attack: {await world.member_sync(node.url)}")
-        nursery.cancel_scope.cancel()
+    finally:
+        attacker.kill()
+        attacker.wait()
 
 
 async def held_pushes(world: World, node: NodeProcess, count: int, mib: int) -> None:
@@ -285,7 +304,11 @@ def main() -> None:
     parser.add_argument("--pushes", type=int, default=4)
     parser.add_argument("--push-mib", type=int, default=54)
     parser.add_argument("--quick", action="store_true", help="small figures, for CI")
+    parser.add_argument("--attack-port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.attack_port:
+        trio.run(strangers, args.attack_port, args.strangers)
+        return
     if args.quick:
         args.strangers, args.hold, args.push_mib = 200, 2.0, 4
     print(f"machine: {describe()}")

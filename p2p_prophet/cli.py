@@ -36,6 +36,7 @@ from p2p_prophet.foreign import push as foreign_push
 from p2p_prophet.model import ChangeSet, Value, check_name, check_value
 from p2p_prophet.net.client import NetworkError, Peer, clone_with_invite, new_http_client
 from p2p_prophet.net.client import clone as net_clone
+from p2p_prophet.net.listener import limits_for, raise_open_file_limit
 from p2p_prophet.net.mdns import advertised_addresses
 from p2p_prophet.net.node import Node, read_status
 from p2p_prophet.net.worker import ReplicaWorker
@@ -1056,6 +1057,16 @@ def serve(
     # We log one line per exchange ourselves; theirs would be one per request.
     logging.getLogger("hypercorn.error").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # A daemon takes every descriptor it may: its connection caps follow from the limit.
+    open_files = raise_open_file_limit()
+    limits = limits_for(open_files)
+    logging.getLogger("p2p_prophet.node").info(
+        "open files: up to %d; connections: at most %d, %d per address, %d waiting",
+        open_files,
+        limits.total,
+        limits.per_address,
+        limits.waiting,
+    )
     node = Node(
         replica,
         gossip=config.gossip,

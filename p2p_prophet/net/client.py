@@ -109,11 +109,13 @@ class NotAccepted(ProphetError):
 
 
 class RefusedByPeer(ProphetError):
-    """The peer answered, and refused (another database, a version it does not speak…)."""
+    """The peer answered, and refused (another database, a version it does not speak…).
+    ``retry_after``: the seconds a busy node asked us to wait (its Retry-After), if any."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,7 @@ class SyncResult:
 
 
 _TRANSIENT_CODES = {ErrorCode.TRUNCATED, ErrorCode.UNAVAILABLE}
+MAX_RETRY_AFTER = 30.0  # seconds: longer waits a node asks for are cut to this
 
 
 class Peer:
@@ -410,7 +413,10 @@ class Peer:
                 if n == self.attempts:
                     raise self._explained(exc) from None
                 self.retries += 1
-                await trio.sleep(self.backoff * 2 ** (n - 1) * random.uniform(0.5, 1.5))
+                wait = self.backoff * 2 ** (n - 1) * random.uniform(0.5, 1.5)
+                if isinstance(exc, RefusedByPeer) and exc.retry_after is not None:
+                    wait = max(wait, exc.retry_after)  # a busy node said how long
+                await trio.sleep(wait)
         raise AssertionError("unreachable")
 
     def _explained(self, exc: Exception) -> ProphetError:
@@ -433,6 +439,8 @@ class Peer:
                 f"{url} stopped in the middle of the exchange ({exc}); every whole batch "
                 "received is kept, and the next pull or sync continues from there"
             )
+        if isinstance(exc, PeerError) and exc.code is ErrorCode.NOT_MEMBER:
+            return NotAccepted(f"{url} refused: {exc}")
         if isinstance(exc, PeerError):
             return RefusedByPeer(exc.code, f"{url} refused: {exc}")
         if isinstance(exc, ProtocolError) and exc.code is ErrorCode.UNSUPPORTED_VERSION:
@@ -484,12 +492,25 @@ def checked(url: str, response: httpx.Response, body: bytes, limits: Limits) -> 
     try:
         read_messages(body, (Error,), limits)
     except PeerError as exc:
-        raise RefusedByPeer(exc.code, f"{url} refused: {exc}") from None
+        if exc.code is ErrorCode.NOT_MEMBER:
+            raise NotAccepted(f"{url} refused: {exc}") from None
+        raise RefusedByPeer(
+            exc.code, f"{url} refused: {exc}", _retry_after(response.headers)
+        ) from None
     except ProtocolError:
         pass
     raise RefusedByPeer(
         ErrorCode.UNKNOWN, f"{url} answered HTTP {response.status_code} without a reason"
     )
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    """A Retry-After header's seconds (its date form is not used by nodes), at most
+    :data:`MAX_RETRY_AFTER`; None if there is none or it is not a number."""
+    try:
+        return min(MAX_RETRY_AFTER, max(0.0, float(headers.get("retry-after", ""))))
+    except ValueError:
+        return None
 
 
 def _os_reason(exc: BaseException) -> str:

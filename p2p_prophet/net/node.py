@@ -31,6 +31,7 @@ from p2p_prophet.errors import ProphetError
 from p2p_prophet.gossip import GossipConfig, Outcome, Scheduler
 from p2p_prophet.net.client import Peer, new_http_client
 from p2p_prophet.net.gossip import GossipLoop, outcome_of
+from p2p_prophet.net.listener import ConnectionCounts
 from p2p_prophet.net.mdns import (
     Advert,
     Discovery,
@@ -105,10 +106,14 @@ class Node:
             self.scheduler.add_peer(url.rstrip("/"))
         self.loop = GossipLoop(self.scheduler, self._exchange)
         self.app = NodeApp(
-            self.worker, on_news=self._pushed, after_integrate=self._follow_membership
+            self.worker,
+            on_news=self._pushed,
+            after_integrate=self._follow_membership,
+            trusted=self.trusted if tls else None,
         )
         self._digest_stale = False
         self.urls: list[str] = []
+        self.connections = ConnectionCounts()  # what the server holds, for status
         self._http: httpx.AsyncClient | None = None
         self._clients: dict[str, Peer] = {}
 
@@ -235,6 +240,7 @@ class Node:
                     port,
                     ssl_context=server_tls,
                     handshake_timeout=self.handshake_timeout,
+                    counts=self.connections,
                 )
             )
             await nursery.start(self.loop.run)
@@ -292,6 +298,7 @@ class Node:
             "identity": identity.fingerprint if identity is not None else None,
             "mdns": self.mdns,
             "updated": _iso(time.time()),
+            "connections": self.connections.as_dict(),
             "peers": [
                 {
                     "url": p.id,

@@ -18,6 +18,7 @@ one batch per chunk, and each send waits for the socket (back-pressure).
 from __future__ import annotations
 
 import logging
+import resource
 import sqlite3
 import ssl
 import time
@@ -26,13 +27,27 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-import hypercorn.trio
 import trio
+from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.config import Config
+from hypercorn.trio.statsd import StatsdLogger
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import ConnectionState
 
 from p2p_prophet.errors import ProphetError, StorageError
 from p2p_prophet.net.binding import EXCHANGE_PATH, HELLO_PATH, MEDIA_TYPE, PUSH_PATH, STATUS
+from p2p_prophet.net.bounds import DEFAULT_BOUNDS, ByteBudget, Exchanges, ServerBounds
+from p2p_prophet.net.listener import (
+    ConnectionCounts,
+    ConnectionLimits,
+    GuardedListener,
+    accept_loop,
+    limits_for,
+    transport_of,
+)
 from p2p_prophet.net.worker import ReplicaWorker
+from p2p_prophet.security.tls import TrustedPeers, peer_fingerprint
 from p2p_prophet.store.database import LogRow
 from p2p_prophet.sync import exchange
 from p2p_prophet.sync.integrate import IntegrationResult
@@ -58,6 +73,8 @@ log = logging.getLogger("p2p_prophet.net")
 
 HANDSHAKE_TIMEOUT = 10.0  # seconds a client has to finish its TLS handshake
 READ_TIMEOUT = 60.0  # seconds a client may go silent in the middle of a request
+LISTEN_BACKLOG = 128
+PEER_SCOPE_KEY = "p2p_prophet.peer"  # the TLS peer's fingerprint, in each request's scope
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -72,6 +89,7 @@ class ExchangeLog:
 
     endpoint: str
     peer: str
+    caller: str | None = None  # the TLS peer's fingerprint
     sent: int = 0
     received: int = 0
     bytes_out: int = 0
@@ -81,7 +99,16 @@ class ExchangeLog:
 
 
 class NodeApp:
-    """The ASGI application of one replica."""
+    """The ASGI application of one replica.
+
+    ``trusted``: the members a TLS node serves (None: a plain node, which serves anyone).
+    The caller's fingerprint (from the connection, :data:`PEER_SCOPE_KEY`) must be in it
+    when each request begins, before each pushed batch is integrated and before each
+    batch of a pull is sent: a member removed while it holds a connection or a request
+    open is refused from its next request or batch on (``not-member``, 403), HTTP/2
+    included.  ``bounds``: how many exchanges, buffered bytes and seconds the node gives
+    its callers (:mod:`p2p_prophet.net.bounds`).
+    """
 
     def __init__(
         self,
@@ -91,6 +118,8 @@ class NodeApp:
         batch_size: int = DEFAULT_BATCH,
         on_news: Callable[[], None] | None = None,
         after_integrate: Callable[[Any, Batch], None] | None = None,
+        trusted: TrustedPeers | None = None,
+        bounds: ServerBounds = DEFAULT_BOUNDS,
     ) -> None:
         self.worker = worker
         self.limits = limits
@@ -100,7 +129,20 @@ class NodeApp:
         # pushed batch is committed (before the next request is served): a node makes
         # its TLS trust follow a membership change here, with no window in between.
         self.after_integrate = after_integrate
+        self.trusted = trusted
+        self.bounds = bounds
+        self.exchanges = Exchanges(bounds)
+        self.budget = ByteBudget(bounds.buffer_budget)
         self.history: list[ExchangeLog] = []  # the last few requests, newest last
+
+    def check_member(self, caller: str | None) -> None:
+        """Raise NOT_MEMBER unless this node serves anyone or ``caller`` is a member now."""
+        if self.trusted is not None and (caller is None or caller not in self.trusted):
+            raise ProtocolError(
+                ErrorCode.NOT_MEMBER,
+                "this node no longer takes your replica's identity: it is not a member of "
+                "the database (removed, or an invite that was used or has expired)",
+            )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -126,7 +168,8 @@ class NodeApp:
             )
             return
         client = scope.get("client") or ("?", 0)
-        record = ExchangeLog(path.rsplit("/", 1)[-1], f"{client[0]}:{client[1]}")
+        caller: str | None = scope.get(PEER_SCOPE_KEY)
+        record = ExchangeLog(path.rsplit("/", 1)[-1], f"{client[0]}:{client[1]}", caller)
         self.history.append(record)
         del self.history[:-100]
         started = time.perf_counter()
@@ -138,7 +181,17 @@ class NodeApp:
             await send(message)
 
         try:
-            await handler(scope, receive, tracked_send, record)
+            self.check_member(caller)
+            if path == HELLO_PATH:
+                await handler(scope, receive, tracked_send, record)
+            else:
+                await self._counted(
+                    caller or str(client[0]), handler, scope, receive, tracked_send, record
+                )
+        except ProtocolError as exc:
+            record.error = f"{exc.code}: {exc}"
+            if not response_started:
+                record.bytes_out = await self._refuse(send, exc)
         except Exception as exc:
             # A bug, or storage failing outside a batch (reading tickets for a HELLO):
             # still a CBOR answer if the response has not begun, and always a log line.
@@ -147,10 +200,39 @@ class NodeApp:
             record.error = f"{code}: {exc}"
             log.exception("%s from %s failed", path, record.peer)
             if not response_started:
-                await _refuse(send, ProtocolError(code, f"the node failed: {exc}"))
+                await self._refuse(send, ProtocolError(code, f"the node failed: {exc}"))
         finally:
             _log(record, time.perf_counter() - started)
             record.finished.set()
+
+    async def _counted(
+        self,
+        key: str,
+        handler: Callable[[Scope, Receive, Send, ExchangeLog], Awaitable[None]],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        record: ExchangeLog,
+    ) -> None:
+        """Run an exchange or a push within the node's place for it (bounds.py)."""
+        if not self.exchanges.try_start(key):
+            raise ProtocolError(
+                ErrorCode.UNAVAILABLE,
+                f"this node is busy ({self.exchanges.running} exchanges in progress); "
+                f"try again in {self.bounds.retry_after} s",
+            )
+        try:
+            await handler(scope, receive, send, record)
+        finally:
+            self.exchanges.finish(key)
+
+    async def _refuse(self, send: Send, exc: ProtocolError, extra_headers: Headers = ()) -> int:
+        if exc.code is ErrorCode.UNAVAILABLE:
+            extra_headers = [
+                *extra_headers,
+                (b"retry-after", str(self.bounds.retry_after).encode()),
+            ]
+        return await _refuse(send, exc, extra_headers)
 
     # -- endpoints -----------------------------------------------------------------------
 
@@ -162,15 +244,11 @@ class NodeApp:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         force = query.get("force") == ["1"]
         pull = query.get("pull") != ["0"]
-        try:
-            body = await _read_body(receive, self.limits.max_request_bytes)
-            rec.bytes_in = len(body)
-            theirs, their_vectors = _preamble(body, self.limits)
-            mine = await self.worker.run(self._prepare, theirs, their_vectors, force)
-        except ProtocolError as exc:
-            rec.error = f"{exc.code}: {exc}"
-            rec.bytes_out = await _refuse(send, exc)
-            return
+        body = await self._read_body(receive)
+        rec.bytes_in = len(body)
+        theirs, their_vectors = _preamble(body, self.limits)
+        del body
+        mine = await self.worker.run(self._prepare, theirs, their_vectors, force)
         replica = self.worker.replica
         await send(
             {
@@ -191,16 +269,24 @@ class NodeApp:
             nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
             try:
                 while True:
+                    self.check_member(rec.caller)
                     step = await self.worker.run(_next_batch, batches)
                     if step is None:
                         break
                     resolution, rows = step
-                    pending += encode_batch(
-                        ((r.id, r.body, r.seal) for r in rows), resolution=resolution
-                    )
-                    rec.sent += len(rows)
-                    await _send_chunk(send, pending, rec)
-                    pending = b""
+                    del step
+                    # The rows and their encoding are held until sent: counted.
+                    held = await self.budget.take(2 * sum(len(r.body) for r in rows))
+                    try:
+                        pending += encode_batch(
+                            ((r.id, r.body, r.seal) for r in rows), resolution=resolution
+                        )
+                        rec.sent += len(rows)
+                        del rows
+                        await _send_chunk(send, pending, rec)
+                        pending = b""
+                    finally:
+                        self.budget.give_back(held)
                 pending += encode_end()
             except (StorageError, sqlite3.Error, ProtocolError) as exc:
                 log.error("exchange with %s failed mid-stream: %s", rec.peer, exc)
@@ -220,14 +306,17 @@ class NodeApp:
         replica = self.worker.replica
         reader = TransferReader(preamble=(Hello, Vectors), limits=self.limits)
         resolutions, changesets = IntegrationResult(), IntegrationResult()
+        held = 0  # bytes of the budget this request holds
+        batch_due = trio.current_time() + self.bounds.batch_deadline
         try:
             more = True
             while more:
-                message = await receive()
+                message = await self._receive_by(receive, batch_due)
                 if message["type"] == "http.disconnect":
                     raise ProtocolError(ErrorCode.TRUNCATED, "the caller went away mid-push")
                 chunk = message.get("body", b"")
                 more = message.get("more_body", False)
+                held = self._hold(held, reader.buffered + len(chunk))
                 for event in reader.feed(chunk):
                     if isinstance(event, Hello):
                         mine = await self.worker.run(exchange.hello, replica)
@@ -242,22 +331,82 @@ class NodeApp:
                     elif isinstance(event, Vectors):
                         await self.worker.run(exchange.check_witnesses, replica, event)
                     elif isinstance(event, Batch):
-                        done = await self.worker.run(
-                            _integrate, replica, event, self.after_integrate
-                        )
+                        done = await self.worker.run(self._integrate, event, rec.caller)
                         (resolutions if event.resolution else changesets).add(done)
                         rec.received += done.integrated
                         if done.integrated and self.on_news is not None:
                             self.on_news()
+                        batch_due = trio.current_time() + self.bounds.batch_deadline
+                held = self._hold(held, reader.buffered)
             rec.bytes_in = reader.bytes_received
             reader.close()
-        except ProtocolError as exc:
+        finally:
             rec.bytes_in = reader.bytes_received
-            rec.error = f"{exc.code}: {exc}"
-            rec.bytes_out = await _refuse(send, exc)
-            return
+            self.budget.give_back(held)
         receipt = Receipt(exchange.counts(resolutions), exchange.counts(changesets))
         rec.bytes_out = await _respond(send, 200, encode(receipt))
+
+    def _hold(self, held: int, needed: int) -> int:
+        """Make this request's share of the budget ``needed`` bytes (given ``held``);
+        UNAVAILABLE if the budget has no room for it."""
+        if needed > held:
+            if not self.budget.try_take(needed - held):
+                raise ProtocolError(
+                    ErrorCode.UNAVAILABLE,
+                    f"this node is busy ({self.budget.held >> 20} MiB of pushed changesets "
+                    f"in memory, the most it holds); try again in {self.bounds.retry_after} s",
+                )
+        elif needed < held:
+            self.budget.give_back(held - needed)
+        return needed
+
+    async def _receive_by(self, receive: Receive, due: float) -> dict[str, Any]:
+        """The next ASGI message, if it comes before ``due``; else TOO_SLOW."""
+        with trio.move_on_at(due):
+            return await receive()
+        raise ProtocolError(
+            ErrorCode.TOO_SLOW,
+            f"a batch took more than {self.bounds.batch_deadline:g} s to arrive whole",
+        )
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        """A request body read whole: at most ``max_request_bytes``, within the batch
+        deadline, counted against the budget while it is read."""
+        limit = self.limits.max_request_bytes
+        due = trio.current_time() + self.bounds.batch_deadline
+        body = bytearray()
+        held = 0
+        try:
+            while True:
+                message = await self._receive_by(receive, due)
+                if message["type"] == "http.disconnect":
+                    raise ProtocolError(ErrorCode.TRUNCATED, "the caller went away mid-request")
+                body += message.get("body", b"")
+                if len(body) > limit:
+                    raise ProtocolError(
+                        ErrorCode.TOO_LARGE, f"a request of more than {limit} bytes"
+                    )
+                held = self._hold(held, len(body))
+                if not message.get("more_body", False):
+                    return bytes(body)
+        finally:
+            self.budget.give_back(held)
+
+    def _integrate(self, batch: Batch, caller: str | None) -> IntegrationResult:
+        """Integrate a pushed batch, on the worker thread (where the membership changes
+        too, so that the check and the integration see the same membership)."""
+        self.check_member(caller)
+        replica = self.worker.replica
+        try:
+            result = exchange.integrate_batch(replica, batch)
+        except StorageError as exc:
+            # A node that cannot store says so as a refusal (503), which callers retry.
+            raise ProtocolError(
+                ErrorCode.UNAVAILABLE, f"this node cannot store changesets: {exc}"
+            ) from None
+        if self.after_integrate is not None and result.integrated:
+            self.after_integrate(replica, batch)
+        return result
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -283,39 +432,10 @@ def _next_batch(batches: Iterator[tuple[bool, list[LogRow]]]) -> tuple[bool, lis
     return next(batches, None)
 
 
-def _integrate(
-    replica: Any, batch: Batch, after: Callable[[Any, Batch], None] | None
-) -> IntegrationResult:
-    """Integrate on the worker thread; a node that cannot store says so as a protocol
-    refusal (503), which the caller retries."""
-    try:
-        result = exchange.integrate_batch(replica, batch)
-        if after is not None and result.integrated:
-            after(replica, batch)
-        return result
-    except StorageError as exc:
-        raise ProtocolError(
-            ErrorCode.UNAVAILABLE, f"this node cannot store changesets: {exc}"
-        ) from None
-
-
 def _preamble(body: bytes, limits: Limits) -> tuple[Hello, Vectors]:
     hello, vectors = read_messages(body, (Hello, Vectors), limits)
     assert isinstance(hello, Hello) and isinstance(vectors, Vectors)
     return hello, vectors
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    body = bytearray()
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ProtocolError(ErrorCode.TRUNCATED, "the caller went away mid-request")
-        body += message.get("body", b"")
-        if len(body) > limit:
-            raise ProtocolError(ErrorCode.TOO_LARGE, f"a request of more than {limit} bytes")
-        if not message.get("more_body", False):
-            return bytes(body)
 
 
 async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
@@ -357,25 +477,39 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-class _TLSConfig(Config):
-    """hypercorn's configuration, serving TLS with a context of ours.
+def _config(
+    ssl_context: ssl.SSLContext | None, handshake_timeout: float, read_timeout: float
+) -> Config:
+    config = Config()
+    if ssl_context is not None:
+        config.keep_alive_max_requests = 1
+    config.ssl_handshake_timeout = handshake_timeout
+    config.read_timeout = read_timeout  # type: ignore[assignment]  # typed int, used as float
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.include_server_header = False
+    config.include_date_header = False
+    return config
 
-    hypercorn builds its own SSL context from certificate files; ours comes from
-    :mod:`p2p_prophet.security.tls` (TLS 1.3, client certificates pinned to the
-    membership), so the two hooks that decide "TLS or not" and "which context" are
-    overridden here and nothing else is.
-    """
 
-    def __init__(self, ssl_context: ssl.SSLContext) -> None:
-        super().__init__()
-        self._ssl_context = ssl_context
+class _PerConnection:
+    """The app as one connection sees it: each request's scope carries the fingerprint
+    of the TLS peer under ``"p2p_prophet.peer"`` (None over plain HTTP)."""
 
-    @property
-    def ssl_enabled(self) -> bool:
-        return True
+    def __init__(self, app: NodeApp, stream: trio.abc.Stream) -> None:
+        self.app = app
+        self.stream = stream
+        self._peer: str | None = None
 
-    def create_ssl_context(self) -> ssl.SSLContext:
-        return self._ssl_context
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            guarded = transport_of(self.stream)
+            if guarded is not None:
+                guarded.mark_active()  # past the handshake, with a request: not a waiter
+            if self._peer is None and isinstance(self.stream, trio.SSLStream):
+                self._peer = peer_fingerprint(self.stream)
+            scope = {**scope, PEER_SCOPE_KEY: self._peer}
+        await self.app(scope, receive, send)
 
 
 async def serve(
@@ -386,47 +520,71 @@ async def serve(
     ssl_context: ssl.SSLContext | None = None,
     handshake_timeout: float = HANDSHAKE_TIMEOUT,
     read_timeout: float = READ_TIMEOUT,
-    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    limits: ConnectionLimits | None = None,
+    counts: ConnectionCounts | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``app`` on ``host:port`` (port 0: any free port) until cancelled or until
-    ``shutdown_trigger`` returns.  ``task_status.started`` gets the bound URLs
-    (``https://`` ones with ``ssl_context``, else ``http://``).
+    """Serve ``app`` on ``host:port`` (port 0: any free port) until cancelled.
+    ``task_status.started`` gets the bound URLs (``https://`` ones with ``ssl_context``,
+    else ``http://``).  Raises :class:`ProphetError` if it cannot listen there.
 
     With ``ssl_context`` (:func:`p2p_prophet.security.tls.server_context`) every
     connection is TLS and nothing else: a plain HTTP request is a failed handshake.  Each
-    connection then carries one request only (hypercorn closes it after the response),
+    HTTP/1.1 connection then carries one request only (it is closed after the response),
     so that every request passes a handshake, and with it the check of the client's
-    fingerprint against the membership *now*: a member removed while it held a
-    keep-alive connection is refused from its next request on.  A client has
+    fingerprint against the membership *now*; the app checks it again at each request
+    and each batch (:class:`NodeApp`), which also covers HTTP/2 connections.  A client has
     ``handshake_timeout`` seconds to finish its TLS handshake and may go ``read_timeout``
     seconds without sending a byte in the middle of a request; slower clients are
-    dropped, so that idle connections (a slow-loris attack) cannot pile up.
+    dropped.  At most ``limits`` connections are held at once (by default
+    :func:`~p2p_prophet.net.listener.limits_for` this process's open-file limit); the
+    excess is reset as it arrives (:mod:`p2p_prophet.net.listener`); ``counts``, if
+    given, is kept up to date with the connections held and reset.
+
+    hypercorn's HTTP machinery serves each connection; the accepting is ours, since
+    hypercorn's own loop has no connection limits (docs/network.md, Bounds).
     """
-    config = Config() if ssl_context is None else _TLSConfig(ssl_context)
-    if ssl_context is not None:
-        config.keep_alive_max_requests = 1
-    config.ssl_handshake_timeout = handshake_timeout
-    config.read_timeout = read_timeout  # type: ignore[assignment]  # typed int, used as float
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")
-    config.include_server_header = False
-    config.include_date_header = False
-    config.graceful_timeout = 5.0
+    config = _config(ssl_context, handshake_timeout, read_timeout)
+    config.set_statsd_logger_class(StatsdLogger)
+    if limits is None:
+        limits = limits_for(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     try:
-        await hypercorn.trio.serve(
-            app,  # type: ignore[arg-type]  # hypercorn's ASGI types are stricter than dicts
-            config,
-            shutdown_trigger=shutdown_trigger,
-            task_status=task_status,
-        )
-    except (OSError, BaseExceptionGroup) as exc:
-        # Binding happens inside hypercorn's nursery, so "address in use" arrives wrapped.
-        failed = exc if isinstance(exc, OSError) else exc.split(OSError)[0]
-        if failed is None:
-            raise
-        while isinstance(failed, BaseExceptionGroup):
-            failed = failed.exceptions[0]
-        reason = failed.strerror or str(failed)
+        sockets = await trio.open_tcp_listeners(port, host=host, backlog=LISTEN_BACKLOG)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
         raise ProphetError(f"cannot listen on {host}:{port}: {reason.lower()}") from None
+    if counts is None:
+        counts = ConnectionCounts()
+    listeners: list[trio.abc.Listener[Any]] = []
+    urls = []
+    for sock in sockets:
+        guarded = GuardedListener(sock, limits, counts)
+        listeners.append(
+            guarded
+            if ssl_context is None
+            else trio.SSLListener(guarded, ssl_context, https_compatible=True)
+        )
+        address, bound_port = sock.socket.getsockname()[:2]
+        where = f"[{address}]" if ":" in address else address
+        urls.append(f"{'https' if ssl_context else 'http'}://{where}:{bound_port}")
+    context = WorkerContext(None)
+
+    async def connection(stream: trio.abc.Stream) -> None:
+        server = TCPServer(
+            ASGIWrapper(_PerConnection(app, stream)),  # type: ignore[arg-type]
+            config,
+            context,
+            ConnectionState({}),
+            stream,  # type: ignore[arg-type]
+        )
+        await server
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for listener in listeners:
+                nursery.start_soon(accept_loop, listener, connection, nursery)
+            task_status.started(urls)
+    finally:
+        with trio.CancelScope(shield=True):
+            for listener in listeners:
+                await trio.aclose_forcefully(listener)

@@ -20,7 +20,10 @@ class ErrorCode(StrEnum):
     INVALID_CHANGESET = "invalid-changeset"  # bad body, id mismatch, gap, nullification
     NOT_FOUND = "not-found"  # no such endpoint
     METHOD_NOT_ALLOWED = "method-not-allowed"
-    UNAVAILABLE = "unavailable"  # the node cannot take this now (storage full, shutting down)
+    UNAVAILABLE = "unavailable"  # the node cannot take this now (storage full, busy)
+    NOT_MEMBER = "not-member"  # the caller's identity is not (or no longer) a member
+    FORBIDDEN = "forbidden"  # the caller's identity may not make these changes
+    TOO_SLOW = "too-slow"  # a batch took longer to arrive than the node waits
     INTERNAL = "internal"  # a bug on the side that says so
     UNKNOWN = "unknown"  # a code this version does not know (from a newer peer)
 

@@ -23,8 +23,11 @@ class Limits:
     # Witnesses name the receiver's own two logs; a few spare for later versions.
     max_witnesses: int = 8
     # What a receiver holds in memory before integrating: one batch (bodies and seals).
+    # Senders cut batches at 4 MiB, or make one changeset a batch of its own
+    # (sync/plan.py), so no honest batch is larger than the largest changeset and its
+    # seal; the margin is for the seal and frame heads.
     max_batch_changesets: int = 10_000
-    max_batch_bytes: int = 64 << 20
+    max_batch_bytes: int = MAX_CHANGESET_BYTES + (64 << 10)
     # A request that is not a stream (hello and vectors) is read whole.
     max_request_bytes: int = 8 << 20
     # Text in ERROR messages.

@@ -86,6 +86,13 @@ class TransferReader:
     def ended(self) -> bool:
         return self._ended
 
+    @property
+    def buffered(self) -> int:
+        """Bytes held for what is not yet an event: the frame in progress and the
+        changesets of the batch in progress (what a node counts against its memory
+        bound)."""
+        return self._frames.pending + self._batch_bytes
+
     def feed(self, data: bytes) -> list[Event]:
         """The events completed by ``data``.
 

@@ -26,7 +26,14 @@ from p2p_prophet.clock import MAX_HLC
 from p2p_prophet.errors import ProphetError
 from p2p_prophet.gossip import GossipConfig
 from p2p_prophet.model import ChangeSet, changeset_id
-from p2p_prophet.net.client import NotAccepted, Peer, clone_with_invite, new_http_client
+from p2p_prophet.net.client import (
+    NetworkError,
+    NotAccepted,
+    Peer,
+    clone_with_invite,
+    new_http_client,
+)
+from p2p_prophet.net.listener import MAX_CONNECTIONS_PER_ADDRESS
 from p2p_prophet.net.node import Node
 from p2p_prophet.net.worker import ReplicaWorker
 from p2p_prophet.security import Identity
@@ -44,6 +51,7 @@ from p2p_prophet.wire.messages import Error
 T = TypeVar("T")
 QUIET = GossipConfig(interval=3600, rumor_interval=3600, fanout=1, k=1)  # no gossip of its own
 HANDSHAKE_TIMEOUT = 1.0  # the node's, for the slow-loris case
+STRANGER = "127.0.0.2"  # where strangers connect from (members: 127.0.0.1)
 
 
 # -- set-up: a database with members, and Alice's node ------------------------------------
@@ -489,22 +497,47 @@ async def test_oversized_and_deeply_nested_frames_from_a_member_are_refused(
     await world.members_still_served()
 
 
+async def connect_from(address: str, url: str) -> trio.SocketStream | None:
+    """A TCP connection to the node at ``url`` from ``address`` (a loopback address other
+    than the members' 127.0.0.1: another machine, as far as the node can tell); None if
+    the node reset it as it was made."""
+    host, port = url[len("https://") :].rsplit(":", 1)
+    sock = trio.socket.socket()
+    await sock.bind((address, 0))
+    try:
+        await sock.connect((host, int(port)))
+    except ConnectionResetError:
+        sock.close()
+        return None
+    return trio.SocketStream(sock)
+
+
+async def dropped(stream: trio.SocketStream) -> bool:
+    """Whether the node has closed or reset ``stream`` (waits for it)."""
+    try:
+        return await stream.receive_some(1024) == b""
+    except trio.BrokenResourceError:  # a reset
+        return True
+
+
 async def test_slow_loris_connections_are_dropped_and_members_served_meanwhile(
     world: World,
 ) -> None:
-    host, port = world.url[len("https://") :].rsplit(":", 1)
-    streams = [await trio.open_tcp_stream(host, int(port)) for _ in range(50)]
+    attempts = [await connect_from(STRANGER, world.url) for _ in range(50)]
+    streams = [stream for stream in attempts if stream is not None]
     try:
         for stream in streams:
-            await stream.send_all(b"\x16\x03")  # the first bytes of a ClientHello, no more
+            with contextlib.suppress(trio.BrokenResourceError):  # reset already (over the cap)
+                await stream.send_all(b"\x16\x03")  # the first bytes of a ClientHello, no more
         before = written(world.alice.path)
         await world.members_still_served()  # while all fifty are held open
         assert written(world.alice.path) != before  # (Bob's own write, accepted)
-        # The node drops each of them once its handshake time is up.
+        # The node held no more than its cap from one address, resetting the rest at
+        # once, and drops the ones it held once their handshake time is up.
         with trio.fail_after(HANDSHAKE_TIMEOUT + 10):
             for stream in streams:
-                with contextlib.suppress(trio.BrokenResourceError):  # a reset: dropped too
-                    assert await stream.receive_some(1024) == b""
+                assert await dropped(stream)
+        assert world.node.connections.refused >= 50 - MAX_CONNECTIONS_PER_ADDRESS
     finally:
         for stream in streams:
             await stream.aclose()
@@ -514,21 +547,26 @@ async def test_slow_loris_connections_are_dropped_and_members_served_meanwhile(
 async def test_a_flood_of_hellos_from_a_stranger_is_refused_while_members_are_served(
     world: World, mallory: Identity
 ) -> None:
-    refusals = 0
+    refusals = resets = 0
     before = written(world.alice.path)
 
     async def stranger_hello(http: httpx.AsyncClient) -> None:
-        nonlocal refusals
+        nonlocal refusals, resets
         try:
             await Peer(world.url, None, http=http, attempts=1).hello()
         except NotAccepted:
-            refusals += 1
+            refusals += 1  # the handshake refused her certificate
+        except NetworkError:
+            resets += 1  # over the cap of connections from her address: reset at once
 
-    async with world.client(mallory) as http, trio.open_nursery() as nursery:
+    trusted = TrustedPeers([world.ids["alice"].certificate_pem])
+    tls = client_context(mallory, trusted)
+    transport = httpx.AsyncHTTPTransport(verify=tls, local_address=STRANGER)
+    async with httpx.AsyncClient(transport=transport) as http, trio.open_nursery() as nursery:
         for _ in range(200):
             nursery.start_soon(stranger_hello, http)
         await world.members_still_served()  # in the middle of the flood
-    assert refusals == 200
+    assert refusals + resets == 200 and refusals > 0
     assert written(world.alice.path) != before  # Bob's write only...
     assert peek(world.alice.path, lambda r: r.main.tickets()).keys() == {
         world.alice.uuid,

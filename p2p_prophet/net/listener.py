@@ -1,0 +1,312 @@
+"""Accepting connections within bounds: how many at once, how many per address.
+
+A node is a daemon on a LAN with strangers on it, and each connection it accepts costs a
+file descriptor until it closes.  Without a bound, a stranger who opens idle connections
+faster than the TLS handshake timeout closes them runs the process out of descriptors,
+and then everything that opens a file fails: the status file, SQLite, mDNS.  So:
+
+- at start, the soft limit on open files is raised to the hard limit
+  (:func:`raise_open_file_limit`), as servers do;
+- :class:`GuardedListener` holds at most ``ConnectionLimits.total`` connections, at most
+  ``per_address`` from one address, and at most ``waiting`` that have not yet made their
+  first request (a TLS handshake not finished, or no request sent: everything a stranger
+  can do).  A connection over the total or per-address cap is accepted and reset at once
+  (SO_LINGER 0): it costs its sender a round trip and the node nothing that lasts, and it
+  never waits in the kernel's backlog where it would delay a member.  A new connection
+  beyond the waiting cap evicts the *oldest* waiting one instead: a member's connection
+  completes its handshake within milliseconds, so it is never the oldest for long, while
+  idle connections are pushed out by the next ones, whatever their number (the idea of
+  OpenSSH's MaxStartups, deterministic);
+- :func:`accept_loop` keeps accepting through "too many open files" and the like, waiting
+  with a doubling delay and saying so once per episode, instead of failing.
+
+The defaults (:func:`limits_for`) keep the connections well below the descriptor limit,
+with room left for the replica's SQLite files, mDNS, outgoing gossip and the status
+file (docs/network.md, Bounds).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import resource
+import socket
+import struct
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import trio
+
+log = logging.getLogger("p2p_prophet.net")
+
+# Descriptors kept free of connections for everything else a node opens: two SQLite
+# databases with their WAL and shared-memory files, mDNS sockets, outgoing gossip
+# connections, the status file, a thread pool's pipes, and room to spare.
+RESERVED_DESCRIPTORS = 64
+MAX_CONNECTIONS = 512
+MAX_CONNECTIONS_PER_ADDRESS = 16
+MAX_WAITING = 64
+
+# Accept errors that mean "out of a resource for now", not "this listener is broken".
+CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+CAPACITY_BACKOFF = (0.05, 5.0)  # first and longest wait, seconds
+REFUSAL_LOG_INTERVAL = 10.0  # seconds between log lines about refused connections
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """How many connections a node holds at once (module doc)."""
+
+    total: int = MAX_CONNECTIONS
+    per_address: int = MAX_CONNECTIONS_PER_ADDRESS
+    waiting: int = MAX_WAITING
+
+    def __post_init__(self) -> None:
+        if min(self.total, self.per_address, self.waiting) < 1:
+            raise ValueError("connection limits must be at least 1")
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit (as far as the
+    kernel allows); return the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard
+    if hard == resource.RLIM_INFINITY:
+        target = 1 << 20  # "unlimited" is refused as a soft limit; this is plenty
+    if target > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def limits_for(open_files: int) -> ConnectionLimits:
+    """The connection limits for a process that may open ``open_files`` descriptors:
+    the defaults, or fewer so that :data:`RESERVED_DESCRIPTORS` stay free."""
+    total = max(1, min(MAX_CONNECTIONS, open_files - RESERVED_DESCRIPTORS))
+    return ConnectionLimits(
+        total=total,
+        per_address=min(MAX_CONNECTIONS_PER_ADDRESS, total),
+        waiting=min(MAX_WAITING, total),
+    )
+
+
+@dataclass
+class ConnectionCounts:
+    """What one server's listeners hold now, and what they turned away, since start
+    (shared by its listeners: the caps hold across all of them)."""
+
+    open: int = 0
+    waiting: int = 0  # of the open ones, those that have not made a request yet
+    refused: int = 0  # reset on arrival, over the total or per-address cap
+    evicted: int = 0  # waiting ones reset to make room for a newer one
+    by_address: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "open": self.open,
+            "waiting": self.waiting,
+            "refused": self.refused,
+            "evicted": self.evicted,
+        }
+
+
+class GuardedStream(trio.abc.HalfCloseableStream):
+    """An accepted connection, counted until it is closed.
+
+    It delegates to a :class:`trio.SocketStream`, and has its ``socket`` (hypercorn reads
+    the peer's address there).  Its handler runs in :attr:`cancel_scope`, which eviction
+    cancels; :meth:`mark_active` says the connection has made its first request.
+    """
+
+    def __init__(self, inner: trio.SocketStream, address: str, listener: GuardedListener) -> None:
+        self._inner = inner
+        self.address = address
+        self._listener: GuardedListener | None = listener
+        self.socket = inner.socket
+        self.cancel_scope = trio.CancelScope()
+        self.waiting = True
+
+    def mark_active(self) -> None:
+        if self.waiting and self._listener is not None:
+            self._listener._activated(self)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._inner.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self._inner.send_eof()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self._inner.receive_some(max_bytes)
+
+    def reset_on_close(self) -> None:
+        """Make closing send a reset (RST) instead of an orderly close."""
+        with contextlib.suppress(OSError):
+            self._inner.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            if self._listener is not None:
+                self._listener._closed(self)
+                self._listener = None
+
+
+class GuardedListener(trio.abc.Listener[GuardedStream]):
+    """A listener that holds at most ``limits`` connections (module doc)."""
+
+    def __init__(
+        self,
+        inner: trio.SocketListener,
+        limits: ConnectionLimits,
+        counts: ConnectionCounts | None = None,
+    ) -> None:
+        self._inner = inner
+        self.limits = limits
+        self.counts = ConnectionCounts() if counts is None else counts
+        self._waiting: OrderedDict[int, GuardedStream] = OrderedDict()  # oldest first
+        self._last_log = -float("inf")
+        self._turned_away = 0  # since the last log line
+
+    @property
+    def socket(self) -> trio.socket.SocketType:
+        return self._inner.socket
+
+    async def accept(self) -> GuardedStream:
+        while True:
+            stream = await self._inner.accept()
+            try:
+                address = str(stream.socket.getpeername()[0])
+            except OSError:  # gone already
+                await trio.aclose_forcefully(stream)
+                continue
+            counts = self.counts
+            if counts.open >= self.limits.total or (
+                counts.by_address[address] >= self.limits.per_address
+            ):
+                await self._refuse(stream, address)
+                continue
+            if len(self._waiting) >= self.limits.waiting:
+                self._evict_oldest()
+            guarded = GuardedStream(stream, address, self)
+            counts.open += 1
+            counts.waiting += 1
+            counts.by_address[address] += 1
+            self._waiting[id(guarded)] = guarded
+            return guarded
+
+    def _activated(self, stream: GuardedStream) -> None:
+        stream.waiting = False
+        if self._waiting.pop(id(stream), None) is not None:
+            self.counts.waiting -= 1
+
+    def _closed(self, stream: GuardedStream) -> None:
+        self._activated(stream)
+        counts = self.counts
+        counts.open -= 1
+        counts.by_address[stream.address] -= 1
+        if counts.by_address[stream.address] <= 0:
+            del counts.by_address[stream.address]
+
+    def _evict_oldest(self) -> None:
+        _, oldest = self._waiting.popitem(last=False)
+        oldest.waiting = False
+        self.counts.waiting -= 1
+        self.counts.evicted += 1
+        oldest.reset_on_close()
+        oldest.cancel_scope.cancel()  # its handler closes it, and its place is freed
+        self._note("evicted the oldest of %d connections that sent no request", self.limits.waiting)
+
+    async def _refuse(self, stream: trio.SocketStream, address: str) -> None:
+        with contextlib.suppress(OSError):
+            stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await trio.aclose_forcefully(stream)
+        self.counts.refused += 1
+        if self.counts.open >= self.limits.total:
+            self._note("refused a connection: all %d connections in use", self.limits.total)
+        else:
+            self._note(
+                f"refused a connection from {address}: %d connections from it already",
+                self.limits.per_address,
+            )
+
+    def _note(self, message: str, *args: object) -> None:
+        """Log a connection turned away, at most one line per REFUSAL_LOG_INTERVAL."""
+        self._turned_away += 1
+        now = trio.current_time()
+        if now - self._last_log >= REFUSAL_LOG_INTERVAL:
+            log.warning(
+                message + " (%d turned away since the last such line; %d refused, %d "
+                "evicted since start)",
+                *args,
+                self._turned_away,
+                self.counts.refused,
+                self.counts.evicted,
+            )
+            self._last_log = now
+            self._turned_away = 0
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def transport_of(stream: trio.abc.Stream) -> GuardedStream | None:
+    """The :class:`GuardedStream` under ``stream`` (itself, or under its TLS)."""
+    while True:
+        if isinstance(stream, GuardedStream):
+            return stream
+        inner = getattr(stream, "transport_stream", None)
+        if inner is None:
+            return None
+        stream = inner
+
+
+async def accept_loop(
+    listener: trio.abc.Listener[trio.abc.Stream],
+    handler: Callable[[trio.abc.Stream], Awaitable[object]],
+    nursery: trio.Nursery,
+) -> None:
+    """Accept connections from ``listener`` for ever, each handled by ``handler`` in
+    ``nursery`` (the stream is closed when the handler returns, however it ends, and at
+    once if the listener evicts it).
+
+    Running out of descriptors or memory for a moment (EMFILE, ENFILE, ENOMEM, ENOBUFS)
+    is waited out with a doubling delay, logged once per episode.  Other errors are
+    raised: they mean the listening socket itself is broken.
+    """
+    delay = CAPACITY_BACKOFF[0]
+    troubled = False
+    while True:
+        try:
+            stream = await listener.accept()
+        except OSError as exc:
+            if exc.errno not in CAPACITY_ERRNOS:
+                raise
+            if not troubled:
+                log.warning("cannot accept connections: %s; waiting until it passes", exc.strerror)
+                troubled = True
+            await trio.sleep(delay)
+            delay = min(delay * 2, CAPACITY_BACKOFF[1])
+            continue
+        if troubled:
+            log.info("accepting connections again")
+            troubled, delay = False, CAPACITY_BACKOFF[0]
+        nursery.start_soon(_handle, stream, handler)
+
+
+async def _handle(
+    stream: trio.abc.Stream, handler: Callable[[trio.abc.Stream], Awaitable[object]]
+) -> None:
+    guarded = transport_of(stream)
+    scope = guarded.cancel_scope if guarded is not None else trio.CancelScope()
+    try:
+        with scope:
+            await handler(stream)
+    finally:
+        await trio.aclose_forcefully(stream)
