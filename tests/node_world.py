@@ -105,13 +105,15 @@ class World:
 
 
 @asynccontextmanager
-async def world_of(tmp_path: Path, ids: dict[str, Identity]) -> AsyncIterator[World]:
+async def world_of(
+    tmp_path: Path, ids: dict[str, Identity], **node_options: Any
+) -> AsyncIterator[World]:
     alice = found(tmp_path / "alice", ids["alice"], "alice")
     plan = alice.create("ticket", {"summary": "the secret plan"})
     bob = join(alice, tmp_path / "bob", ids["bob"], "bob")
     carol = join(alice, tmp_path / "carol", ids["carol"], "carol")
     transfer(bob, alice)  # Bob learns that Carol is a member too
-    node = Node(alice, gossip=QUIET, handshake_timeout=HANDSHAKE_TIMEOUT)
+    node = Node(alice, gossip=QUIET, handshake_timeout=HANDSHAKE_TIMEOUT, **node_options)
     try:
         async with trio.open_nursery() as nursery:
             [url] = await nursery.start(node.run, "127.0.0.1", 0)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-MAX_EXCHANGES = 4
+MAX_EXCHANGES = 8
 MAX_EXCHANGES_PER_CALLER = 2
 BUFFER_BUDGET = 24 << 20
 BATCH_DEADLINE = 120.0

@@ -29,6 +29,7 @@ import trio
 
 from p2p_prophet.errors import ProphetError
 from p2p_prophet.gossip import GossipConfig, Outcome, Scheduler
+from p2p_prophet.net.bounds import DEFAULT_BOUNDS, ServerBounds
 from p2p_prophet.net.client import Peer, new_http_client
 from p2p_prophet.net.gossip import GossipLoop, outcome_of
 from p2p_prophet.net.listener import ConnectionCounts
@@ -77,10 +78,12 @@ class Node:
         name: str | None = None,
         tls: bool | None = None,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        bounds: ServerBounds = DEFAULT_BOUNDS,
     ) -> None:
         """``tls``: serve and dial TLS pinned to the membership (the replica must have
         an identity), else plain HTTP (``--insecure``); by default, TLS exactly when the
-        replica has an identity.  ``handshake_timeout``: see :func:`serve`."""
+        replica has an identity.  ``handshake_timeout``: see :func:`serve`; ``bounds``:
+        see :class:`NodeApp`."""
         if tls is None:
             tls = replica.identity is not None
         if tls and replica.identity is None:
@@ -110,6 +113,7 @@ class Node:
             on_news=self._pushed,
             after_integrate=self._follow_membership,
             trusted=self.trusted if tls else None,
+            bounds=bounds,
         )
         self._digest_stale = False
         self.urls: list[str] = []
