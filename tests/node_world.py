@@ -106,9 +106,11 @@ class World:
 
 @asynccontextmanager
 async def world_of(
-    tmp_path: Path, ids: dict[str, Identity], **node_options: Any
+    tmp_path: Path, ids: dict[str, Identity], alice_path: Path | None = None, **node_options: Any
 ) -> AsyncIterator[World]:
-    alice = found(tmp_path / "alice", ids["alice"], "alice")
+    """The world, Alice's replica at ``alice_path`` (default: in ``tmp_path``), her node
+    made with ``node_options``."""
+    alice = found(alice_path or tmp_path / "alice", ids["alice"], "alice")
     plan = alice.create("ticket", {"summary": "the secret plan"})
     bob = join(alice, tmp_path / "bob", ids["bob"], "bob")
     carol = join(alice, tmp_path / "carol", ids["carol"], "carol")

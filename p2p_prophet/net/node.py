@@ -42,6 +42,7 @@ from p2p_prophet.net.mdns import (
     is_loopback,
 )
 from p2p_prophet.net.server import HANDSHAKE_TIMEOUT, NodeApp, serve
+from p2p_prophet.net.supervisor import supervised
 from p2p_prophet.net.worker import ReplicaWorker
 from p2p_prophet.security import membership
 from p2p_prophet.security.tls import TrustedPeers, client_context, server_context
@@ -159,7 +160,9 @@ class Node:
         if url not in self._given:  # a peer given by hand stays, whatever mDNS says
             self.remove_peer(url)
 
-    async def _advertise(self, host: str, port: int, nursery: trio.Nursery) -> None:
+    async def _advertise(self, host: str, port: int) -> None:
+        """Advertise this node and discover others until cancelled (or until mDNS
+        fails, for :func:`supervised` to start it again)."""
         from p2p_prophet.security.discovery import discovery_key, replica_secret
 
         # The LAN sees a key only members can recognise, never the database id.
@@ -175,15 +178,19 @@ class Node:
         discovery = Discovery(
             advert, self._found, self._gone, interfaces=self.mdns_interfaces, scheme=self.scheme
         )
-        await nursery.start(discovery.run)
-        self.discovery = discovery
-        log.info(
-            "advertising %r over mDNS (%s), looking for the nodes of database %s",
-            advert.name,
-            ", ".join(self.mdns_interfaces or ["every interface"]),
-            self.replica.db_uuid,  # a local log: the database id never goes on the LAN
-        )
-        nursery.start_soon(self._keep_digest_advertised, discovery)
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(discovery.run)
+                self.discovery = discovery
+                log.info(
+                    "advertising %r over mDNS (%s), looking for the nodes of database %s",
+                    advert.name,
+                    ", ".join(self.mdns_interfaces or ["every interface"]),
+                    self.replica.db_uuid,  # a local log: the database id never goes on the LAN
+                )
+                nursery.start_soon(self._keep_digest_advertised, discovery)
+        finally:
+            self.discovery = None
 
     async def _keep_digest_advertised(self, discovery: Discovery) -> None:
         while True:
@@ -248,6 +255,9 @@ class Node:
                 )
             )
             await nursery.start(self.loop.run)
+            # Everything below runs for the node's whole life; what its environment
+            # breaks (a full disk, no descriptors, a vanished interface) is logged and
+            # started again, never fatal (supervisor.py).
             if self.mdns and is_loopback(host) and not self.mdns_interfaces:
                 log.warning(
                     "mDNS is off: a node listening on %s cannot be reached from the LAN "
@@ -258,9 +268,11 @@ class Node:
                 bound_port = int(self.urls[0].rsplit(":", 1)[1])
                 # Registering takes mDNS a second or two (probing for the name): the
                 # server and the gossip with given peers do not wait for it.
-                nursery.start_soon(self._advertise, host, bound_port, nursery)
-            nursery.start_soon(self._watch, versions)
-            nursery.start_soon(self._publish_status)
+                nursery.start_soon(supervised, "mDNS", partial(self._advertise, host, bound_port))
+            nursery.start_soon(
+                supervised, "the watch on the replica", partial(self._watch, versions)
+            )
+            nursery.start_soon(supervised, "the status file", self._publish_status)
             task_status.started(self.urls)
 
     async def _exchange(self, url: str) -> Outcome:
@@ -337,18 +349,13 @@ class Node:
         replica = self.replica
         while True:
             await trio.sleep(WATCH_INTERVAL)
-            try:
-                now = await self.worker.run(_data_versions, replica)
-                edited = now != versions
-                if edited or self._digest_stale:
-                    versions, self._digest_stale = now, False
-                    await self._digest_changed_by_us()
-                elif self.tls and trio.current_time() >= self._next_trust_check:
-                    await self._refresh_trust()  # invites expire with nothing written
-            except (ProphetError, sqlite3.Error) as exc:
-                # A locked or failing disk must not stop the node; look again next tick.
-                log.warning("cannot read the replica: %s", exc)
-                continue
+            now = await self.worker.run(_data_versions, replica)
+            edited = now != versions
+            if edited or self._digest_stale:
+                versions, self._digest_stale = now, False
+                await self._digest_changed_by_us()
+            elif self.tls and trio.current_time() >= self._next_trust_check:
+                await self._refresh_trust()  # invites expire with nothing written
             if edited:
                 self.loop.news()
 
@@ -363,8 +370,13 @@ def _touches_members(batch: Batch) -> bool:
 
 def _write_atomically(path: Path, text: str) -> None:
     staging = path.with_name(f".{path.name}.{os.getpid()}")
-    staging.write_text(text, encoding="utf-8")
-    staging.replace(path)
+    try:
+        staging.write_text(text, encoding="utf-8")
+        staging.replace(path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            staging.unlink()  # a full disk must not keep a half-written file
+        raise
 
 
 def _data_versions(replica: Replica) -> tuple[int, int]:

@@ -73,7 +73,10 @@ log = logging.getLogger("p2p_prophet.net")
 
 HANDSHAKE_TIMEOUT = 10.0  # seconds a client has to finish its TLS handshake
 READ_TIMEOUT = 60.0  # seconds a client may go silent in the middle of a request
-LISTEN_BACKLOG = 128
+# Deep enough that a burst of connections is taken off the kernel's queue (and reset if
+# over the caps) instead of overflowing it: an overflowing queue drops handshakes
+# silently, leaving the other end believing it is connected.
+LISTEN_BACKLOG = 1024
 PEER_SCOPE_KEY = "p2p_prophet.peer"  # the TLS peer's fingerprint, in each request's scope
 
 Scope = dict[str, Any]
