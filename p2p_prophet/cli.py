@@ -16,7 +16,6 @@ import signal
 import ssl
 import sys
 import tempfile
-import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn, TextIO, TypeVar
@@ -1127,7 +1126,8 @@ def members(ctx: click.Context, as_json: bool) -> None:
     if replica.identity is None:
         raise ProphetError(f"{replica.path} {NO_MEMBERS}")
     mine = replica.identity.fingerprint
-    found = membership.members(replica)
+    found = membership.members(replica)  # pending invites' identities too (they may connect)
+    invites = membership.invites(replica)
     invalid = membership.invalid_members(replica)
     if as_json:
         emit_json(
@@ -1138,9 +1138,21 @@ def members(ctx: click.Context, as_json: bool) -> None:
                         "name": m.name,
                         "added_by": m.added_by or None,
                         "expires": m.expires,
+                        "invite": m.invite,
                         "this_replica": m.fingerprint == mine,
                     }
                     for m in found
+                ],
+                "invites": [
+                    {
+                        "fingerprint": i.fingerprint,
+                        "name": i.name,
+                        "added_by": i.added_by or None,
+                        "expires": i.expires,
+                        "state": i.state,
+                        "used_by": None if i.used_by is None else i.used_by.fingerprint,
+                    }
+                    for i in invites
                 ],
                 "invalid": [
                     {"uuid": r.uuid, "fingerprint": r.fingerprint, "reason": r.reason}
@@ -1149,21 +1161,31 @@ def members(ctx: click.Context, as_json: bool) -> None:
             }
         )
         return
-    now = time.time()
     for m in found:
+        if m.is_invite:
+            continue  # listed below, with the other invites
         notes = []
         if m.fingerprint == mine:
             notes.append("this replica")
-        if m.expires is not None:
-            notes.append(
-                "unused invite, "
-                + ("expired" if m.expired(now) else f"expires {utc_minutes(m.expires)}")
-            )
         if m.added_by:
             notes.append(f"added by {m.added_by[:16]}")
+        if m.invite:
+            notes.append(f"joined with invite {m.invite[:16]}")
         click.echo(
             f"{m.fingerprint}  {m.name or '-'}" + (f"  ({'; '.join(notes)})" if notes else "")
         )
+    if invites:
+        click.echo("invites:")
+    for i in invites:
+        if i.state == "used" and i.used_by is not None:
+            state = f"used by {i.used_by.fingerprint[:16]} ({i.used_by.name or 'unnamed'})"
+        elif i.state == "pending":
+            state = f"unused, expires {utc_minutes(i.expires)}"
+        elif i.state == "expired":
+            state = f"unused, expired {utc_minutes(i.expires)}"
+        else:
+            state = "withdrawn (or used by an older version, which did not record by whom)"
+        click.echo(f"  {i.fingerprint}  {i.name or '-'}  ({state})")
     for r in invalid:
         click.echo(f"warning: member record {r.uuid} lets no one in: {r.reason}", err=True)
 

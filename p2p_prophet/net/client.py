@@ -680,7 +680,11 @@ async def clone_with_invite(
 
             def become_member() -> None:
                 membership.add_member(
-                    replica, me.certificate_pem, name=name, added_by=invite.inviter
+                    replica,
+                    me.certificate_pem,
+                    name=name,
+                    added_by=invite.inviter,
+                    invite=guest.fingerprint,  # so that the inviter sees who used it
                 )
                 membership.remove_member(replica, guest.fingerprint)
 

@@ -44,7 +44,7 @@ from p2p_prophet.net.mdns import (
 from p2p_prophet.net.server import HANDSHAKE_TIMEOUT, NodeApp, serve
 from p2p_prophet.net.supervisor import supervised
 from p2p_prophet.net.worker import ReplicaWorker
-from p2p_prophet.security import membership
+from p2p_prophet.security import authority, membership
 from p2p_prophet.security.tls import TrustedPeers, client_context, server_context
 from p2p_prophet.store import Replica
 from p2p_prophet.sync import exchange
@@ -114,6 +114,7 @@ class Node:
             on_news=self._pushed,
             after_integrate=self._follow_membership,
             trusted=self.trusted if tls else None,
+            screen=_screen if tls else None,
             bounds=bounds,
         )
         self._digest_stale = False
@@ -358,6 +359,11 @@ class Node:
                 await self._refresh_trust()  # invites expire with nothing written
             if edited:
                 self.loop.news()
+
+
+def _screen(replica: Replica, caller: str | None, batch: Batch) -> None:
+    """Who may push what to a TLS node (security/authority.py)."""
+    authority.screen_push(replica, caller, batch.changesets, resolution=batch.resolution)
 
 
 def _touches_members(batch: Batch) -> bool:

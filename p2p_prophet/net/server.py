@@ -47,6 +47,7 @@ from p2p_prophet.net.listener import (
     transport_of,
 )
 from p2p_prophet.net.worker import ReplicaWorker
+from p2p_prophet.security.authority import Forbidden
 from p2p_prophet.security.tls import TrustedPeers, peer_fingerprint
 from p2p_prophet.store.database import LogRow
 from p2p_prophet.sync import exchange
@@ -122,6 +123,7 @@ class NodeApp:
         on_news: Callable[[], None] | None = None,
         after_integrate: Callable[[Any, Batch], None] | None = None,
         trusted: TrustedPeers | None = None,
+        screen: Callable[[Any, str | None, Batch], None] | None = None,
         bounds: ServerBounds = DEFAULT_BOUNDS,
     ) -> None:
         self.worker = worker
@@ -133,6 +135,10 @@ class NodeApp:
         # its TLS trust follow a membership change here, with no window in between.
         self.after_integrate = after_integrate
         self.trusted = trusted
+        # Called on the worker thread with the replica, the caller's fingerprint and
+        # each pushed batch, before it is integrated: raises Forbidden to refuse it
+        # (a TLS node screens who may change the membership, security/authority.py).
+        self.screen = screen
         self.bounds = bounds
         self.exchanges = Exchanges(bounds)
         self.budget = ByteBudget(bounds.buffer_budget)
@@ -400,6 +406,11 @@ class NodeApp:
         too, so that the check and the integration see the same membership)."""
         self.check_member(caller)
         replica = self.worker.replica
+        if self.screen is not None:
+            try:
+                self.screen(replica, caller, batch)
+            except Forbidden as exc:
+                raise ProtocolError(ErrorCode.FORBIDDEN, str(exc)) from None
         try:
             result = exchange.integrate_batch(replica, batch)
         except StorageError as exc:

@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import secrets
 import time
 import uuid as uuidlib
@@ -44,11 +46,13 @@ from p2p_prophet.security.identity import SEED_BYTES, Identity
 from p2p_prophet.security.membership import add_member
 from p2p_prophet.store import Replica
 
-TOKEN_PREFIX = "p2pp-invite-1."
+TOKEN_PREFIX = "p2pp-invite-2."
+OLD_PREFIXES = ("p2pp-invite-1.",)  # tokens of earlier versions, refused by name
 DEFAULT_LIFETIME = 24 * 3600  # seconds
 MAX_TOKEN_CHARS = 4096
 MAX_URLS = 16
-_VERSION = 1
+CHECKSUM_BYTES = 8
+_VERSION = 2
 
 
 class InvalidInvite(ProphetError):
@@ -74,7 +78,11 @@ class Invite:
         return (time.time() if now is None else now) >= self.expires
 
     def encode(self) -> str:
-        """The token: :data:`TOKEN_PREFIX` and base64url (unpadded) of canonical CBOR."""
+        """The token: :data:`TOKEN_PREFIX` and base64url (unpadded) of canonical CBOR
+        followed by its checksum (the first :data:`CHECKSUM_BYTES` of its SHA-256), so
+        that a token altered anywhere, by a copy gone wrong or by hand, is refused as
+        damaged instead of half-working (a changed discovery secret would leave the
+        newcomer's node unable to find its peers, silently)."""
         body = canonical(
             [
                 _VERSION,
@@ -86,7 +94,8 @@ class Invite:
                 list(self.urls),
             ]
         )
-        return TOKEN_PREFIX + base64.urlsafe_b64encode(body).decode("ascii").rstrip("=")
+        sealed = body + _checksum(body)
+        return TOKEN_PREFIX + base64.urlsafe_b64encode(sealed).decode("ascii").rstrip("=")
 
     @classmethod
     def decode(cls, token: str) -> Invite:
@@ -95,6 +104,11 @@ class Invite:
         Expiry is not checked here (see :meth:`expired`): the inviter's node is the judge.
         """
         token = "".join(token.split())  # a token copied from a wrapped terminal line
+        if token.startswith(OLD_PREFIXES):
+            raise InvalidInvite(
+                "this invite token was made by an older p2p-prophet (its tokens carry no "
+                "checksum); ask for a new one"
+            )
         if not token.startswith(TOKEN_PREFIX):
             raise InvalidInvite(
                 f"this is not an invite token (it should start with {TOKEN_PREFIX!r}; "
@@ -104,9 +118,17 @@ class Invite:
             raise InvalidInvite(f"this invite token is too long ({len(token)} characters)")
         text = token[len(TOKEN_PREFIX) :]
         try:
-            body = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            sealed = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidInvite(f"this invite token is damaged ({exc}); copy it again") from None
+        body, checksum = sealed[:-CHECKSUM_BYTES], sealed[-CHECKSUM_BYTES:]
+        if len(sealed) <= CHECKSUM_BYTES or not hmac.compare_digest(checksum, _checksum(body)):
+            raise InvalidInvite(
+                "this invite token is damaged (its checksum does not match); copy it again"
+            )
+        try:
             obj = strict_loads(body, max_depth=2)
-        except (binascii.Error, ValueError, CBORError) as exc:
+        except (ValueError, CBORError) as exc:
             raise InvalidInvite(f"this invite token is damaged ({exc}); copy it again") from None
         return cls._from_obj(obj)
 
@@ -148,6 +170,10 @@ class Invite:
             discovery_secret=secret,
             expires=expires,
         )
+
+
+def _checksum(body: bytes) -> bytes:
+    return hashlib.sha256(b"p2p-prophet invite token\x00" + body).digest()[:CHECKSUM_BYTES]
 
 
 def create_invite(

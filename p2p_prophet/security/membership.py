@@ -14,7 +14,10 @@ with four text properties and an optional expiry:
     the fingerprint of the member who added it, or ``""`` for the founder;
 ``expires`` (optional, int)
     for the identity of an invite only: the unix time from which it is no longer trusted
-    (:mod:`p2p_prophet.security.invite`).
+    (:mod:`p2p_prophet.security.invite`);
+``invite`` (optional, text)
+    for a member who joined with an invite: the invite identity's fingerprint, so that
+    the inviter sees who used the token (:func:`invites`).
 
 The record's uuid is not random: it is :func:`member_uuid` of the fingerprint, a version 5
 uuid in the fixed namespace :data:`MEMBER_NAMESPACE`.  Two members who add the same
@@ -103,6 +106,12 @@ class Member:
     certificate_pem: str = field(repr=False)
     added_by: str
     expires: int | None = None  # an invite's identity: unix time after which it is refused
+    invite: str | None = None  # the invite this member joined with, if any
+
+    @property
+    def is_invite(self) -> bool:
+        """Whether this is an invite's identity (it stands for no one yet)."""
+        return self.expires is not None
 
     def expired(self, now: float) -> bool:
         """Whether this member is an invite whose time is up at ``now`` (unix time)."""
@@ -138,6 +147,7 @@ def add_member(
     added_by: str = "",
     *,
     expires: int | None = None,
+    invite: str | None = None,
 ) -> str:
     """Make the identity of ``certificate_pem`` a member; return its fingerprint.
 
@@ -145,7 +155,7 @@ def add_member(
     ``added_by`` is the fingerprint of the member adding it, ``""`` for the founder.
     ``expires`` (unix time) makes it a member only until then: the identity of an invite
     (:mod:`p2p_prophet.security.invite`), which :func:`trusted_peers` leaves out once
-    expired.
+    expired; ``invite`` is the fingerprint of the invite a joining member used.
 
     If the identity is already a live member, no second record is made: the record's
     name becomes ``name`` if ``name`` is given (not empty) and differs, and a record that
@@ -174,6 +184,8 @@ def add_member(
             }
             if expires is not None:
                 props["expires"] = int(expires)
+            if invite is not None:
+                props["invite"] = _checked_fingerprint(invite, "invite")
             batch.create(MEMBER_TYPE, props, ruuid)
             return fp
         if not row.live:
@@ -276,6 +288,65 @@ def resolve(replica: Replica, prefix: str) -> Member:
     raise ProphetError(f"no member's fingerprint starts with {wanted} (this database has {known})")
 
 
+def removed_members(replica: Replica) -> list[Member]:
+    """The identities that were members (invites included) and have been removed, as
+    their records last said, by fingerprint; records that were never consistent, or
+    whose properties never arrived, are left out."""
+    found = [
+        checked
+        for record in replica.main.removed_records(MEMBER_TYPE)
+        if isinstance(checked := check_record(record), Member)
+    ]
+    return sorted(found, key=lambda m: m.fingerprint)
+
+
+@dataclass(frozen=True, slots=True)
+class InviteState:
+    """An invite as the membership tells of it: ``state`` is ``"pending"``,
+    ``"expired"`` (never used), ``"used"`` (``used_by`` joined with it) or
+    ``"withdrawn"`` (removed by a member, or used by a version that did not record by
+    whom)."""
+
+    fingerprint: str
+    name: str
+    expires: int
+    added_by: str
+    state: str
+    used_by: Member | None = None
+
+
+def invites(replica: Replica, now: float | None = None) -> list[InviteState]:
+    """Every invite of this database, pending, expired or used, newest expiry first."""
+    at = time.time() if now is None else now
+    joined: dict[str, Member] = {}
+    for member in (*members(replica), *removed_members(replica)):
+        if member.invite is not None and not member.is_invite:
+            joined.setdefault(member.invite, member)
+    found = []
+    for member in members(replica):
+        if member.is_invite:
+            assert member.expires is not None
+            state = "expired" if member.expired(at) else "pending"
+            found.append(
+                InviteState(member.fingerprint, member.name, member.expires, member.added_by, state)
+            )
+    for member in removed_members(replica):
+        if member.is_invite:
+            assert member.expires is not None
+            user = joined.get(member.fingerprint)
+            found.append(
+                InviteState(
+                    member.fingerprint,
+                    member.name,
+                    member.expires,
+                    member.added_by,
+                    "used" if user is not None else "withdrawn",
+                    user,
+                )
+            )
+    return sorted(found, key=lambda i: (-i.expires, i.fingerprint))
+
+
 def trusted_peers(replica: Replica, now: float | None = None) -> TrustedPeers:
     """A :class:`TrustedPeers` holding the certificates of ``replica``'s members now
     (``now``: unix time, default the clock's), expired invites left out."""
@@ -306,7 +377,7 @@ def _survey(replica: Replica) -> tuple[list[Member], list[InvalidMember]]:
     valid: list[Member] = []
     invalid: list[InvalidMember] = []
     for record in replica.main.live_records(MEMBER_TYPE):
-        checked = _check_record(record)
+        checked = check_record(record)
         if isinstance(checked, Member):
             valid.append(checked)
         else:
@@ -315,7 +386,9 @@ def _survey(replica: Replica) -> tuple[list[Member], list[InvalidMember]]:
     return valid, invalid
 
 
-def _check_record(record: Record) -> Member | InvalidMember:
+def check_record(record: Record) -> Member | InvalidMember:
+    """``record`` (of type :data:`MEMBER_TYPE`) as a :class:`Member` if it is a consistent
+    member record (the module doc's rules), else as an :class:`InvalidMember` saying why."""
     props = record.props
     fp, name, cert = props.get("fingerprint"), props.get("name"), props.get("certificate")
     claimed = fp if isinstance(fp, str) else None
@@ -341,12 +414,14 @@ def _check_record(record: Record) -> Member | InvalidMember:
     if expires is not None and (isinstance(expires, bool) or not isinstance(expires, int)):
         # An expiry that cannot be read must not make an invite last for ever.
         return invalid(f"its expiry {expires!r} is not a unix time")
+    invite = props.get("invite")
     return Member(
         fingerprint=claimed,
         name=name if isinstance(name, str) else "",
         certificate_pem=pem,
         added_by=added_by if isinstance(added_by, str) else "",
         expires=expires,
+        invite=invite if isinstance(invite, str) and _is_fingerprint(invite) else None,
     )
 
 

@@ -461,6 +461,17 @@ class Database:
         for rid, t, u in self.conn.execute(" ".join(sql), args):
             yield Record(t, u, self._live_props(rid))
 
+    def removed_records(self, rtype: str) -> Iterator[Record]:
+        """Deleted records of one type, in uuid order, with the properties they last had
+        (a tombstone keeps them; a record deleted before its creation arrived has none)."""
+        rows = self.conn.execute(
+            "SELECT rid, type, uuid FROM records WHERE deleted_hlc IS NOT NULL AND type = ? "
+            "ORDER BY uuid",
+            (rtype,),
+        )
+        for rid, t, u in rows:
+            yield Record(t, u, self._live_props(rid))
+
     def _live_props(self, rid: int) -> dict[str, Value]:
         rows = self.conn.execute(
             "SELECT name, value FROM props WHERE rid = ? AND value IS NOT NULL ORDER BY name",

@@ -1,0 +1,199 @@
+"""Who may change the membership, and what an invite may do (docs/security.md).
+
+Only members can connect to a node, but a connection alone says nothing about what its
+caller may write.  Every batch pushed to a node over TLS is screened by
+:func:`screen_push`, with the caller known by the fingerprint it presented:
+
+1. **An invite is one join, nothing more.**  A caller whose identity is an invite (its
+   member record carries an ``expires``) may pull, and may push exactly one thing: its
+   join.  A join is the changesets of one origin O that, together, create the member
+   record of the identity whose key derives O (the newcomer's own new identity, not an
+   invite: no ``expires``) and delete the caller's own invite record, and change
+   nothing else.  Anything else it pushes is refused (``forbidden``).  Once the join is
+   integrated the invite record is gone, so the token is refused from then on, by the TLS
+   handshake and by the node's check of each request and batch.
+2. **Membership records change only by members.**  A changeset that touches a member
+   record must be authored by a member: its origin (which its seal's key derives, checked
+   at integration) must be the main origin of the key of a member of this database, or of
+   a former member: a removal is not retroactive, so what a member wrote while it was
+   one stays valid wherever it travels, and replicas that receive it before or after the
+   removal agree on it.  Invites do not count as members here.  The one exception is a
+   join relayed by a member (rule 1's shape, where the invite deleted is, or was, an
+   invite of this database): that is how a newcomer's own record reaches the nodes its
+   inviter's did not.
+3. Changesets that touch no member record are not screened: any member may write any
+   record.
+
+The rules read the pushed changesets and the receiver's membership, including removed
+members (:func:`~p2p_prophet.security.membership.removed_members`), and nothing else.
+Pulls are not screened: a node pulls from members only, and a person's own ``pull``
+trusts what they chose to pull from.  What they leave open is written in
+docs/security.md (What this leaves open).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from p2p_prophet.errors import ProphetError
+from p2p_prophet.model import ChangeSet, Op, Record, Value
+from p2p_prophet.security.identity import _raw_public, load_certificate
+from p2p_prophet.security.membership import (
+    MEMBER_TYPE,
+    Member,
+    check_record,
+    member_uuid,
+    members,
+    removed_members,
+)
+from p2p_prophet.security.signing import origins_of
+
+if TYPE_CHECKING:
+    from p2p_prophet.store.replica import Replica
+
+Incoming = tuple[ChangeSet, bytes, bytes | None]
+
+
+class Forbidden(ProphetError):
+    """A pushed batch holds changes its caller may not make (the module's rules);
+    nothing of it was written."""
+
+
+@dataclass
+class _Membership:
+    """What the receiver knows of identities, for screening one batch."""
+
+    by_fingerprint: dict[str, Member]
+    member_origins: dict[str, Member]  # main origin -> member or former member (no invites)
+    invite_uuids: set[str] = field(default_factory=set)  # record uuids of invites, ever
+
+
+def _membership(replica: Replica) -> _Membership:
+    everyone = [*members(replica), *removed_members(replica)]
+    known = _Membership({m.fingerprint: m for m in everyone}, {})
+    for member in everyone:
+        if member.is_invite:
+            known.invite_uuids.add(member_uuid(member.fingerprint))
+        else:
+            known.member_origins[origin_of(member)] = member
+    return known
+
+
+def origin_of(member: Member) -> str:
+    """The main origin of ``member``'s key: the origin its changesets are signed under."""
+    key = load_certificate(member.certificate_pem).public_key()
+    return origins_of(_raw_public(key))[0]  # type: ignore[arg-type]  # Ed25519 by Member's rules
+
+
+def screen_push(
+    replica: Replica, caller: str | None, changesets: Sequence[Incoming], *, resolution: bool
+) -> None:
+    """Refuse a batch ``caller`` (a fingerprint) pushed, if the rules of the module doc
+    forbid it.  Raises :class:`Forbidden` saying which changeset and why."""
+    touches = any(_member_changes(cs) for cs, _, _ in changesets)
+    caller_member = None
+    if caller is not None:
+        found = [m for m in members(replica) if m.fingerprint == caller]
+        caller_member = found[0] if found else None
+    if caller_member is not None and caller_member.is_invite:
+        _screen_invite(replica, caller_member, changesets, resolution=resolution)
+        return
+    if not touches:
+        return
+    known = _membership(replica)
+    joins = _joins(changesets, known)
+    for cs, _, _ in changesets:
+        if not _member_changes(cs):
+            continue
+        if cs.origin in known.member_origins or cs.origin in joins:
+            continue
+        raise Forbidden(
+            f"changeset {cs.origin}#{cs.origin_seq} (by {cs.creator}) changes the membership, "
+            "but its author is not a member of this database: member records change only "
+            "by members (docs/security.md); nothing of this batch was written"
+        )
+
+
+def _screen_invite(
+    replica: Replica, invite: Member, changesets: Sequence[Incoming], *, resolution: bool
+) -> None:
+    refusal = Forbidden(
+        f"this caller is the invite {invite.fingerprint[:16]}… ({invite.name or 'unnamed'}), "
+        "which may pull and then push its join (a new member record for its new identity, "
+        "and the invite's own removal) and nothing else; nothing of this batch was written"
+    )
+    if resolution or not changesets:
+        raise refusal
+    origins = {cs.origin for cs, _, _ in changesets}
+    if len(origins) != 1:
+        raise refusal
+    known = _membership(replica)
+    joins = _joins(changesets, known)
+    [origin] = origins
+    if joins.get(origin) != member_uuid(invite.fingerprint):
+        raise refusal
+    # Nothing beyond the join: every change is the joiner's record or the invite's.
+    allowed = {joins[origin], _joiner_uuid(changesets, origin)}
+    for cs, _, _ in changesets:
+        for change in cs.changes:
+            if change.type != MEMBER_TYPE or change.uuid not in allowed:
+                raise refusal
+
+
+def _member_changes(cs: ChangeSet) -> bool:
+    return any(change.type == MEMBER_TYPE for change in cs.changes)
+
+
+def _joiner_uuid(changesets: Sequence[Incoming], origin: str) -> str | None:
+    for cs, _, _ in changesets:
+        if cs.origin != origin:
+            continue
+        for change in cs.changes:
+            if change.type == MEMBER_TYPE and change.op is Op.CREATE:
+                return change.uuid
+    return None
+
+
+def _joins(changesets: Sequence[Incoming], known: _Membership) -> dict[str, str]:
+    """The origins whose changesets in this batch make a join: origin -> the uuid of the
+    invite record the join deletes.
+
+    A join by origin O: O creates exactly one member record, for an identity that is not
+    an invite and whose key derives O (its own), deletes exactly one member record, that
+    of an invite this database has (or had), and changes no other member record.
+    """
+    creates: dict[str, list[tuple[str, dict[str, Value]]]] = {}
+    deletes: dict[str, list[str]] = {}
+    others: set[str] = set()
+    for cs, _, _ in changesets:
+        for change in cs.changes:
+            if change.type != MEMBER_TYPE:
+                continue
+            if change.op is Op.CREATE:
+                props = {p.name: p.new for p in change.props}
+                creates.setdefault(cs.origin, []).append((change.uuid, props))
+            elif change.op is Op.DELETE:
+                deletes.setdefault(cs.origin, []).append(change.uuid)
+            else:
+                others.add(cs.origin)
+    joins: dict[str, str] = {}
+    for origin, made in creates.items():
+        removed = deletes.get(origin, [])
+        if origin in others or len(made) != 1 or len(removed) != 1:
+            continue
+        [(uuid, props)] = made
+        [invite_uuid] = removed
+        if invite_uuid not in known.invite_uuids or "expires" in props:
+            continue
+        if _self_add(uuid, props, origin):
+            joins[origin] = invite_uuid
+    return joins
+
+
+def _self_add(uuid: str, props: dict[str, Value], origin: str) -> bool:
+    """Whether a created member record is that of the identity whose key derives
+    ``origin`` (a consistent record: its uuid and fingerprint match its certificate)."""
+    checked = check_record(Record(MEMBER_TYPE, uuid, props))
+    return isinstance(checked, Member) and origin_of(checked) == origin
