@@ -49,6 +49,7 @@ from p2p_prophet.store.replica import default_creator
 from p2p_prophet.sync.human import conflict_record, list_conflicts, resolve_conflict
 from p2p_prophet.sync.transfer import TransferResult, transfer
 from p2p_prophet.sync.transfer import clone as sync_clone
+from p2p_prophet.url import BadURL, NodeURL, check_node_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -502,7 +503,12 @@ def _numbered_records(
 
 
 def is_url(location: str) -> bool:
-    return location.startswith(("http://", "https://"))
+    """Whether ``location`` is a node's URL (rather than a path or a foreign replica);
+    raises :class:`BadURL` if it looks like one but is malformed."""
+    if not location.startswith(("http://", "https://")):
+        return False
+    check_node_url(location)
+    return True
 
 
 def open_peer(ctx: click.Context, location: str) -> Replica:
@@ -1026,6 +1032,7 @@ def serve(
         )
     scheme = "http://" if insecure else "https://"
     for url in peers:
+        check_node_url(url)
         if not url.startswith(scheme):
             raise click.BadParameter(
                 f"{url!r} is not an {scheme} URL (a node with TLS dials https:// peers only, "
@@ -1045,6 +1052,10 @@ def serve(
         k=k,
     )
     for url in config.peers:
+        try:
+            check_node_url(url)
+        except BadURL as exc:
+            raise ProphetError(f"{replica.path / 'config.toml'}: peer {exc}") from None
         if not url.startswith(scheme):
             raise ProphetError(
                 f"{replica.path / 'config.toml'}: peer {url!r} is not an {scheme} URL"
@@ -1271,7 +1282,7 @@ def invite_urls(replica: Replica) -> list[str]:
         host, port = url[len("https://") :].rsplit(":", 1)
         host = host.strip("[]")
         for address in advertised_addresses(host) if host in ("0.0.0.0", "::", "") else [host]:
-            found.append(f"https://{address}:{port}")
+            found.append(str(NodeURL("https", address, int(port))))
     if not found:
         raise ProphetError("no address to invite through; give one with --url")
     return found

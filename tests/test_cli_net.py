@@ -253,3 +253,123 @@ def test_two_served_replicas_keep_each_other_in_sync_by_themselves(
     assert code == 0 and "rumor with" in log
     gone = cli("-R", str(bob), "peers", check=False)  # the node stopped
     assert gone.returncode == 1 and "no node is running" in gone.stderr
+
+
+# -- errors a person can act on (issue 15 §4) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("https://256.1.1.1:7420", "is not an IPv4 address"),
+        ("https://127.0.0.1:abc", "the port must be a number from 1 to 65535"),
+        ("https://[zz]:1", "is not a URL"),
+        ("https://127.0.0.1:99999", "the port must be a number from 1 to 65535"),
+        ("https://127.0.0.1:0", "the port must be a number from 1 to 65535"),
+        ("https://bad_host!:7420", "is not a host name"),
+        ("https://127.0.0.1:7420/prophet", "nothing after them"),
+        ("https://user@127.0.0.1:7420", "no user name"),
+    ],
+)
+def test_a_malformed_url_is_refused_up_front_in_one_line(
+    tmp_path: Path, url: str, says: str
+) -> None:
+    replica = tmp_path / "replica"
+    cli("-R", str(replica), "init")
+    for args in (("pull", url), ("sync", url), ("invite", "--url", url), ("clone", url, "x")):
+        done = cli("-R", str(replica), *args, check=False)
+        assert done.returncode == 1, (args, done.stderr)
+        assert says in done.stderr and "tried" not in done.stderr, (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_https_to_something_that_is_not_a_node_says_so_and_is_not_retried(
+    tmp_path: Path,
+) -> None:
+    import http.server
+    import threading
+
+    plain = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=plain.serve_forever, daemon=True).start()
+    try:
+        replica = tmp_path / "replica"
+        cli("-R", str(replica), "init")
+        url = f"https://127.0.0.1:{plain.server_address[1]}"
+        done = cli("-R", str(replica), "pull", url, check=False)
+    finally:
+        plain.shutdown()
+    assert done.returncode == 1
+    assert "does not speak TLS" in done.stderr and "not a p2p-prophet node" in done.stderr
+    assert "operation not permitted" not in done.stderr and "tried" not in done.stderr
+
+
+def test_a_removed_member_is_told_so_by_the_node(
+    alice_node: tuple[Path, Server], tmp_path: Path
+) -> None:
+    alice, server = alice_node
+    bob = tmp_path / "bob"
+    cli("clone", invite(alice, server), str(bob))
+    bob_id = json.loads(cli("-R", str(bob), "members", "--json").stdout)
+    [me] = [m["fingerprint"] for m in bob_id["members"] if m["this_replica"]]
+    cli("-R", str(alice), "members", "remove", me)
+    deadline = time.monotonic() + 20
+    while True:  # the node follows the removal made by another process within moments
+        done = cli("-R", str(bob), "pull", server.url, check=False)
+        if done.returncode != 0 or time.monotonic() > deadline:
+            break
+    assert done.returncode == 1
+    assert "no longer takes your replica's identity" in done.stderr, done.stderr
+    assert "removed" in done.stderr and "tried" not in done.stderr
+
+
+async def test_a_node_killed_in_the_middle_of_a_sync_is_a_network_failure_not_a_refusal(
+    tmp_path: Path,
+) -> None:
+    from p2p_prophet.errors import ProphetError
+    from p2p_prophet.net.client import NotAccepted, Peer, Progress, new_http_client
+    from p2p_prophet.net.worker import ReplicaWorker
+    from p2p_prophet.security.membership import trusted_peers
+    from p2p_prophet.security.tls import client_context
+    from p2p_prophet.store import Replica
+
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+    cli("-R", str(alice), "init")
+    cli("clone", str(alice), str(bob))  # by path: Bob is a member
+    lines = "".join(json.dumps({"type": "ticket", "props": {"n": i}}) + "\n" for i in range(20_000))
+    subprocess.run(
+        [SCRIPT, "-R", str(alice), "import", "-"], input=lines, text=True, check=True, timeout=120
+    )
+    server = Server(alice)
+    killed = False
+
+    def kill_at_first_batch(progress: Progress) -> None:
+        nonlocal killed
+        if progress.done and not killed:
+            server.process.kill()  # kill -9, in the middle of the stream
+            killed = True
+
+    try:
+        with Replica.open(bob) as replica:
+            assert replica.identity is not None
+            tls = client_context(replica.identity, trusted_peers(replica))
+            async with new_http_client(tls=tls) as http:
+                peer = Peer(
+                    server.url,
+                    ReplicaWorker(replica),
+                    http=http,
+                    batch_size=100,
+                    backoff=0.05,
+                    progress=kill_at_first_batch,
+                )
+                with pytest.raises(ProphetError) as failure:
+                    await peer.pull()
+    finally:
+        server.process.kill()
+        server.process.wait()
+    assert killed
+    assert not isinstance(failure.value, NotAccepted), failure.value
+    assert "does not accept" not in str(failure.value)
+    assert "stopped in the middle" in str(failure.value) or "connection refused" in str(
+        failure.value
+    )

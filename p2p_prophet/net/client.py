@@ -51,6 +51,7 @@ from p2p_prophet.sync.integrate import IntegrationResult
 from p2p_prophet.sync.plan import DEFAULT_BATCH
 from p2p_prophet.sync.transfer import TransferResult
 from p2p_prophet.sync.vector import count_lacking
+from p2p_prophet.url import check_node_url
 from p2p_prophet.wire import (
     DEFAULT_LIMITS,
     Batch,
@@ -161,7 +162,7 @@ class Peer:
         http: HttpClient | None = None,
         after_integrate: Callable[[Replica, Batch], None] | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
+        self.url = check_node_url(url)  # BadURL, before anything is tried
         # Run on the worker thread right after each pulled batch is committed (a node
         # makes its TLS trust follow membership changes there).
         self.after_integrate = after_integrate
@@ -405,7 +406,7 @@ class Peer:
             try:
                 return await attempt()
             except (httpx.TransportError, ProtocolError, RefusedByPeer) as exc:
-                refusal = tls_refusal(self.url, exc)
+                refusal = tls_refusal(self.url, exc) or not_tls(self.url, exc)
                 if refusal is not None:
                     raise refusal from None
                 if not _transient(exc):
@@ -421,15 +422,21 @@ class Peer:
 
     def _explained(self, exc: Exception) -> ProphetError:
         url = self.url
+        tries = "tried once" if self.attempts == 1 else f"tried {self.attempts} times"
         if isinstance(exc, RefusedByPeer):
             return exc
+        if closed_after_handshake(url, exc):
+            # A node that refuses a certificate it never trusted closes without a word,
+            # as does a node stopping in the middle: only retries tell them apart.
+            return NotAccepted(
+                f"{url} closed the connection right after the TLS handshake without "
+                "answering: it does not accept this replica's identity (not a member of "
+                f"its database), or it was stopping; {tries}"
+            )
         if isinstance(exc, httpx.ConnectError):
             reason = _os_reason(exc)
             hint = " (is `p2p-prophet serve` running there?)" if "refused" in reason else ""
-            return NetworkError(
-                f"cannot connect to {url}: {reason}{hint}; "
-                + ("tried once" if self.attempts == 1 else f"tried {self.attempts} times")
-            )
+            return NetworkError(f"cannot connect to {url}: {reason}{hint}; {tries}")
         if isinstance(exc, httpx.TimeoutException):
             return NetworkError(f"{url} did not answer in time ({type(exc).__name__})")
         if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)) or (
@@ -519,6 +526,9 @@ def _os_reason(exc: BaseException) -> str:
     for current in _chain(exc):
         if isinstance(current, socket.gaierror):
             return f"cannot resolve the host name ({current.strerror})"
+        # An SSLError's errno is OpenSSL's, not the operating system's.
+        if isinstance(current, ssl.SSLError):
+            continue
         if isinstance(current, OSError) and current.errno is not None and current.errno > 0:
             return os.strerror(current.errno).lower()
     return str(exc) or type(exc).__name__
@@ -541,21 +551,53 @@ def tls_refusal(url: str, exc: BaseException) -> NotAccepted | None:
                 f"{url} presented a certificate that is not a member's "
                 f"({cause.verify_message}); nothing was sent to it"
             )
-        refused_us = isinstance(cause, ssl.SSLEOFError) or (
+    return None
+
+
+def closed_after_handshake(url: str, exc: BaseException) -> bool:
+    """Whether ``exc`` is a TLS connection to ``url`` closed, without a word, after the
+    handshake: what a TLS 1.3 client sees when the server refused its certificate (the
+    server judges it after the client has finished), and also when the node stopped.
+    Retried as transient; explained if every attempt ends so."""
+    if not url.startswith("https://"):
+        return False
+    for cause in _chain(exc):
+        if isinstance(cause, ssl.SSLEOFError) or (
             isinstance(cause, ssl.SSLError) and cause.reason == "UNEXPECTED_EOF_WHILE_READING"
-        )
-        if refused_us or (
-            isinstance(cause, httpx.RemoteProtocolError)
-            and "without sending a response" in str(cause)
         ):
-            # A TLS 1.3 server judges the client's certificate after the client has
-            # finished its handshake, and closes without a word.
-            return NotAccepted(
-                f"{url} closed the connection after the TLS handshake without answering: it "
-                "does not accept this replica's identity (not a member of its database, "
-                "removed, or an invite that was used or has expired)"
+            return True
+        if isinstance(cause, httpx.RemoteProtocolError) and "without sending a response" in str(
+            cause
+        ):
+            return True
+    return False
+
+
+def not_tls(url: str, exc: BaseException) -> NetworkError | None:
+    """A :class:`NetworkError` if ``exc`` says that what answers at ``url`` does not speak
+    TLS at all (a plain HTTP server, another protocol): not worth retrying."""
+    if not url.startswith("https://"):
+        return None
+    for cause in _chain(exc):
+        if isinstance(cause, ssl.SSLError) and cause.reason in _NOT_TLS_REASONS:
+            return NetworkError(
+                f"{url} does not speak TLS ({cause.reason.lower().replace('_', ' ')}): it is "
+                "not a p2p-prophet node of a database with members (a node of one made with "
+                "--insecure answers at http://); nothing was sent to it"
             )
     return None
+
+
+# OpenSSL's reasons when the other end answers a ClientHello with something that is not TLS.
+_NOT_TLS_REASONS = {
+    "WRONG_VERSION_NUMBER",
+    "RECORD_LAYER_FAILURE",
+    "PACKET_LENGTH_TOO_LONG",
+    "UNKNOWN_PROTOCOL",
+    "HTTP_REQUEST",
+    "HTTPS_PROXY_REQUEST",
+    "UNSUPPORTED_PROTOCOL",
+}
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

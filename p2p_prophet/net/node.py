@@ -240,7 +240,9 @@ class Node:
             identity = self.replica.identity
             assert identity is not None
             await self._refresh_trust()
-            server_tls = server_context(identity, self.trusted)
+            # Membership is judged per request by the app (NodeApp.check_member), so that
+            # a removed member is told why, not just cut off.
+            server_tls = server_context(identity, self.trusted, judged_per_request=True)
             client_tls = client_context(identity, self.trusted)
         async with new_http_client(tls=client_tls) as http, trio.open_nursery() as nursery:
             self._http = http

@@ -160,6 +160,17 @@ class NodeApp:
         if scope["type"] != "http":
             return
         path, method = scope["path"], scope["method"]
+        caller: str | None = scope.get(PEER_SCOPE_KEY)
+        if self.trusted is not None and (caller is None or caller not in self.trusted):
+            # Before anything else, even a 404: a non-member learns nothing of the node.
+            try:
+                self.check_member(caller)
+            except ProtocolError as exc:
+                client = scope.get("client") or ("?", 0)
+                who = f"{caller[:16]}… at " if caller else ""
+                log.info("refused %s%s:%s: not a member now", who, client[0], client[1])
+                await _refuse(send, exc)
+            return
         routes = {
             HELLO_PATH: ("GET", self.hello),
             EXCHANGE_PATH: ("POST", self.exchange),
@@ -177,7 +188,6 @@ class NodeApp:
             )
             return
         client = scope.get("client") or ("?", 0)
-        caller: str | None = scope.get(PEER_SCOPE_KEY)
         record = ExchangeLog(path.rsplit("/", 1)[-1], f"{client[0]}:{client[1]}", caller)
         self.history.append(record)
         del self.history[:-100]

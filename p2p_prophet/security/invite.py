@@ -45,6 +45,7 @@ from p2p_prophet.model import CBORError, canonical, strict_loads
 from p2p_prophet.security.identity import SEED_BYTES, Identity
 from p2p_prophet.security.membership import add_member
 from p2p_prophet.store import Replica
+from p2p_prophet.url import BadURL, check_node_url
 
 TOKEN_PREFIX = "p2pp-invite-2."
 OLD_PREFIXES = ("p2pp-invite-1.",)  # tokens of earlier versions, refused by name
@@ -162,6 +163,11 @@ class Invite:
             and all(isinstance(u, str) and u.startswith("https://") for u in urls)
         ):
             raise damaged
+        for url in urls:
+            try:
+                check_node_url(url)
+            except BadURL as exc:
+                raise InvalidInvite(f"this invite token names a bad address: {exc}") from None
         return cls(
             urls=tuple(urls),
             inviter=inviter.hex(),
@@ -201,6 +207,7 @@ def create_invite(
     if not urls:
         raise ProphetError("an invite needs the address of a node to join through")
     for url in urls:
+        check_node_url(url)
         if not url.startswith("https://"):
             raise ProphetError(f"{url}: an invite joins through https:// only")
     when = time.time() if now is None else now

@@ -256,7 +256,12 @@ def _load_identity(ctx: ssl.SSLContext, identity: Identity) -> None:
 
 
 def _context(
-    server_side: bool, identity: Identity, trusted: TrustedPeers, expect: str | None
+    server_side: bool,
+    identity: Identity,
+    trusted: TrustedPeers,
+    expect: str | None,
+    *,
+    pin: bool = True,
 ) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server_side else ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
@@ -267,11 +272,13 @@ def _context(
     ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     _load_identity(ctx, identity)
     trusted._register(ctx)
-    _pin(ctx, trusted, expect)
+    _pin(ctx, trusted if pin else None, expect)
     return ctx
 
 
-def server_context(identity: Identity, trusted: TrustedPeers) -> ssl.SSLContext:
+def server_context(
+    identity: Identity, trusted: TrustedPeers, *, judged_per_request: bool = False
+) -> ssl.SSLContext:
     """A TLS 1.3 server context that presents ``identity`` and accepts only ``trusted`` clients.
 
     The client must present a certificate; it passes only if it verifies against the
@@ -279,8 +286,16 @@ def server_context(identity: Identity, trusted: TrustedPeers) -> ssl.SSLContext:
     handshake completes (both steps in the module doc).  Otherwise the handshake fails:
     OpenSSL's :class:`ssl.SSLError`, or :class:`NotTrusted`.  The server issues no TLS
     session tickets, so every connection is a full handshake that runs both steps.
+
+    ``judged_per_request``: leave step 2 to the application, which must then check the
+    peer's fingerprint against ``trusted`` before it answers each request (a node's
+    :class:`~p2p_prophet.net.server.NodeApp` does, refusing with ``not-member``).  The
+    handshake then refuses only certificates that were never trusted; one trusted once
+    (a removed member, a used invite) completes it and is told, in words, that it is
+    refused, where it would otherwise see its connection closed without a reason, which
+    it cannot tell from a node stopping.
     """
-    ctx = _context(True, identity, trusted, None)
+    ctx = _context(True, identity, trusted, None, pin=not judged_per_request)
     ctx.num_tickets = 0
     return ctx
 
