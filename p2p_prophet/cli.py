@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import ssl
 import sys
 import tempfile
@@ -33,7 +34,7 @@ from p2p_prophet.foreign import clone as foreign_clone
 from p2p_prophet.foreign import pull as foreign_pull
 from p2p_prophet.foreign import push as foreign_push
 from p2p_prophet.model import ChangeSet, Value, check_name, check_value
-from p2p_prophet.net.client import NetworkError, Peer, clone_with_invite, new_http_client
+from p2p_prophet.net.client import Peer, clone_with_invite, new_http_client
 from p2p_prophet.net.client import clone as net_clone
 from p2p_prophet.net.listener import limits_for, raise_open_file_limit
 from p2p_prophet.net.mdns import advertised_addresses
@@ -45,6 +46,8 @@ from p2p_prophet.security.identity import Identity
 from p2p_prophet.security.invite import DEFAULT_LIFETIME, TOKEN_PREFIX, Invite, create_invite
 from p2p_prophet.security.tls import client_context
 from p2p_prophet.store import Replica, is_replica
+from p2p_prophet.store.check import check as check_replica
+from p2p_prophet.store.database import is_corruption, mark_damaged
 from p2p_prophet.store.replica import default_creator
 from p2p_prophet.sync.human import conflict_record, list_conflicts, resolve_conflict
 from p2p_prophet.sync.transfer import TransferResult, transfer
@@ -86,9 +89,14 @@ def replica_path(ctx: click.Context) -> Path:
     return Path(env) if env else default_replica_path()
 
 
+# The replicas this process opened: where to point when SQLite reports damage.
+_opened: list[Path] = []
+
+
 def open_configured(path: Path) -> Replica:
     """The replica at ``path``, with the settings of its config.toml that bear on
     integration (the clock's maximum offset)."""
+    _opened.append(Path(path))
     replica = Replica.open(path)
     try:
         replica.clock.max_offset_ms = load_config(path).sync.max_offset_ms
@@ -406,6 +414,45 @@ def digest(ctx: click.Context, as_json: bool) -> None:
         click.echo(value)
 
 
+@cli.command(name="check")
+@replica_option
+@json_option
+@click.pass_context
+def check_(ctx: click.Context, as_json: bool) -> None:
+    """Check the replica as `git fsck` checks a repository: SQLite's integrity, every
+    changeset against its id, each origin's chain and numbers against the merge tickets,
+    in both the log and the resolution database.  Exit status 1 if anything is wrong;
+    a damaged replica refuses writes until this finds it whole."""
+    path = replica_path(ctx)
+    report = check_replica(path)
+    if as_json:
+        emit_json(
+            {
+                "ok": report.ok,
+                "databases": [
+                    {
+                        "name": f.name,
+                        "changesets": f.changesets,
+                        "origins": f.origins,
+                        "problems": f.problems,
+                    }
+                    for f in report.databases
+                ],
+            }
+        )
+    else:
+        for f in report.databases:
+            state = "ok" if not f.problems else f"{len(f.problems)} problems"
+            click.echo(f"{f.name}: {f.changesets:,} changesets of {f.origins} origins: {state}")
+            for problem in f.problems:
+                click.echo(f"  {problem}")
+    if not report.ok:
+        raise ProphetError(
+            f"{path} is damaged: writes are refused until `p2p-prophet check` finds it "
+            "whole; restore it from a backup, or clone a fresh replica from a peer"
+        )
+
+
 @cli.command(name="export")
 @replica_option
 @click.option(
@@ -644,6 +691,7 @@ def clone(ctx: click.Context, source: str, path: Path, name: str | None, as_json
     replica as the foreign one's gateway.  SOURCE may also be an invite token
     (from `p2p-prophet invite` on a member's laptop): PATH then joins the database as
     a new member."""
+    free_destination(path, source)
     if source.startswith(TOKEN_PREFIX):
         replica, result = trio.run(_clone_with_invite, source, path, name, as_json)
     elif is_foreign(source):
@@ -661,10 +709,16 @@ def clone(ctx: click.Context, source: str, path: Path, name: str | None, as_json
             click.echo(replica.uuid)
             report_foreign("cloned", f"from {source}", pulled, False)
         return
-    elif is_url(source):
-        replica, result = trio.run(_clone_from_node, source, path, as_json)
     else:
-        replica, result = clone_path(open_peer(ctx, source), path, name)
+        try:
+            if is_url(source):
+                replica, result = trio.run(_clone_from_node, source, path, as_json)
+            else:
+                replica, result = clone_path(open_peer(ctx, source), path, name)
+        except ProphetError as exc:
+            if not is_replica(path):
+                raise
+            raise unfinished_clone(exc, path, source) from None
     ctx.call_on_close(replica.close)
     if as_json:
         emit_json({"replica_uuid": replica.uuid, "db_uuid": replica.db_uuid, **result.to_json()})
@@ -934,15 +988,52 @@ async def _clone_from_node(url: str, path: Path, as_json: bool) -> tuple[Replica
         )
     with transfer_bar(not as_json) as progress:
         async with new_http_client() as http:
-            try:
-                return await net_clone(url, path, http=http, progress=progress)
-            except NetworkError as exc:
-                if not is_replica(path):
-                    raise
-                raise NetworkError(
-                    f"{exc}. The new replica at {path} keeps what arrived: "
-                    f"`p2p-prophet -R {path} pull {url}` finishes the clone"
-                ) from None
+            return await net_clone(url, path, http=http, progress=progress)
+
+
+def free_destination(path: Path, source: str) -> None:
+    """Raise :class:`ProphetError` unless ``path`` can take a new replica (it is absent,
+    or an empty directory); a replica there is most likely an interrupted clone, and the
+    message says how to finish it."""
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        return
+    if is_replica(path) and not source.startswith(TOKEN_PREFIX) and not is_foreign(source):
+        same = _same_database(path, source)
+        if same is not False:
+            raise ProphetError(
+                f"{path} already holds a replica{'' if same else ' (perhaps'} of that "
+                f"database{'' if same else ')'}, which an interrupted clone leaves: "
+                f"`p2p-prophet -R {path} pull {source}` finishes it; or clone into another PATH"
+            )
+    raise ProphetError(f"{path} already exists and is not an empty directory")
+
+
+def _same_database(path: Path, source: str) -> bool | None:
+    """Whether the replica at ``path`` is of ``source``'s database (None: cannot tell
+    without asking a node)."""
+    if is_url(source):
+        return None
+    try:
+        with Replica.open(path) as there, Replica.open(Path(source)) as origin:
+            return there.db_uuid == origin.db_uuid
+    except (ProphetError, sqlite3.Error):
+        return False
+
+
+def unfinished_clone(exc: ProphetError, path: Path, source: str) -> ProphetError:
+    """``exc``, which stopped a clone from ``source`` (a path or URL) after it made the
+    replica at ``path``, saying what the replica kept and how to finish."""
+    try:
+        with Replica.open(path) as partial:
+            kept = partial.main.latest_seq()
+    except (ProphetError, sqlite3.Error):
+        return exc
+    # The storage's "(nothing was written)" is about the batch that failed only.
+    reason = str(exc).removesuffix(" (nothing was written)").rstrip(".")
+    return ProphetError(
+        f"{reason}. The new replica at {path} keeps the {kept:,} changesets that arrived "
+        f"before: `p2p-prophet -R {path} pull {source}` finishes the clone"
+    )
 
 
 @cli.command()
@@ -1373,6 +1464,19 @@ def simulate(scenario: Path, seed: int | None, out: Path | None, no_plots: bool)
 # -- entry point --------------------------------------------------------------------------
 
 
+def _storage_failure(exc: sqlite3.DatabaseError) -> str:
+    where = " or ".join(str(p) for p in dict.fromkeys(_opened)) or "the replica"
+    if is_corruption(exc):
+        opened = list(dict.fromkeys(_opened))
+        if len(opened) == 1:  # which one is damaged is known only when there is one
+            mark_damaged(opened[0], str(exc))
+        return (
+            f"{where} is damaged ({exc}): run `p2p-prophet check` to see what is wrong; "
+            "restore it from a backup, or clone a fresh replica from a peer"
+        )
+    return f"the storage of {where} failed: {exc}"
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """Run the CLI; map expected errors to a message and an exit status."""
     args = sys.argv[1:] if argv is None else argv
@@ -1402,6 +1506,12 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    except sqlite3.DatabaseError as exc:
+        # A read that met a damaged page (writes say so themselves), or storage failing.
+        if debug:
+            raise
+        click.echo(f"error: {_storage_failure(exc)}", err=True)
+        sys.exit(EXIT_ERROR)
     except BrokenPipeError:
         # Output piped into `head`: not an error worth a message.
         sys.stderr.close()

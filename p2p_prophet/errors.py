@@ -39,3 +39,8 @@ class IdentityError(ProphetError):
 class SealError(ProphetError):
     """A changeset's seal is malformed, made by a key that is not its origin's, or its
     signature does not verify (docs/security.md, Signed changesets)."""
+
+
+class DamagedReplica(StorageError):
+    """The replica's files are damaged (SQLite found them corrupt, or ``check`` found
+    changesets that do not match their ids, chains or tickets); writes are refused."""

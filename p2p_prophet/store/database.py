@@ -11,16 +11,19 @@ all storage work for a replica in a single worker thread).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import sqlite3
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-from p2p_prophet.errors import NotAReplica, ReplicaNotFound, StorageError
+from p2p_prophet.errors import DamagedReplica, NotAReplica, ReplicaNotFound, StorageError
 from p2p_prophet.model import Record, Stamp, Value, canonical, decode_value, encode_value
 from p2p_prophet.store.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -67,23 +70,78 @@ class StoredProp(NamedTuple):
     stamp: Stamp
 
 
-def _connect(path: Path, *, create: bool) -> sqlite3.Connection:
+SQLITE_MAGIC = b"SQLite format 3\x00"
+DAMAGED_FILE = "DAMAGED"  # in the replica directory: found damaged, writes refused
+
+
+def _connect(path: Path, *, create: bool, read_only: bool = False) -> sqlite3.Connection:
     # Quoted, so that '#' or '?' in a directory name stay part of the path.
-    uri = f"file:{urllib.parse.quote(str(path))}?mode={'rwc' if create else 'rw'}"
+    mode = "ro" if read_only else "rwc" if create else "rw"
+    uri = f"file:{urllib.parse.quote(str(path))}?mode={mode}"
     try:
-        return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        if read_only:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
     except sqlite3.Error as exc:
+        if read_only:
+            # A WAL database needs its shared-memory file, which a read-only directory
+            # cannot hold: read it as immutable instead (a WAL file left by a process
+            # that died is not read, and nothing can be written anyway).
+            try:
+                return sqlite3.connect(
+                    uri + "&immutable=1", uri=True, isolation_level=None, check_same_thread=False
+                )
+            except sqlite3.Error:
+                pass
         raise NotAReplica(f"cannot open {path}: {exc}") from None
+
+
+def _writable(path: Path) -> bool:
+    """Whether ``path`` (a database file) and its directory can be written here: a
+    read-only file system or missing permissions make a replica read-only."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
+def is_corruption(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says the database file is damaged (not busy, full or read-only)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in (SQLITE_CORRUPT, SQLITE_NOTADB):
+        return True
+    text = str(exc)
+    return "malformed" in text or "not a database" in text
+
+
+SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26
+
+
+def damaged(path: Path, exc: BaseException) -> DamagedReplica:
+    """The error for a replica database found damaged; also marks its directory, so
+    that every later write is refused until `p2p-prophet check` finds it whole."""
+    mark_damaged(path.parent, f"{path.name}: {exc}")
+    return DamagedReplica(
+        f"{path} is damaged ({exc}): run `p2p-prophet check` to see what is wrong; restore "
+        "it from a backup, or clone a fresh replica from a peer (nothing was written)"
+    )
+
+
+def mark_damaged(directory: Path, what: str) -> None:
+    """Leave the mark of damage in a replica directory (best effort: it may be read-only)."""
+    with contextlib.suppress(OSError):
+        (directory / DAMAGED_FILE).write_text(
+            f"{datetime.now(UTC).isoformat(timespec='seconds')} {what}\n", encoding="utf-8"
+        )
 
 
 class Database:
     """A replica database file (schema in :mod:`p2p_prophet.store.schema`)."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, *, read_only: bool = False) -> None:
         self._conn: sqlite3.Connection | None = conn
         self.path = path
         self._depth = 0
         self.in_memory = False
+        self.read_only = read_only  # opened read-only: its file or directory is not writable
         # What `remembered` computed, by name: (the change mark it was computed at, value).
         self._memo: dict[str, tuple[tuple[int, int], Any]] = {}
         # Called on every use; the simulator's handle budget parks the least recently
@@ -95,7 +153,7 @@ class Database:
         """The connection, reopened first if the database was parked."""
         conn = self._conn
         if conn is None:
-            conn = self._conn = _connect(self.path, create=False)
+            conn = self._conn = _connect(self.path, create=False, read_only=self.read_only)
             self._memo.clear()  # a new connection counts its changes from zero
             try:
                 self._configure(create=False)
@@ -135,8 +193,9 @@ class Database:
         """
         if not create and not path.exists():
             raise ReplicaNotFound(f"no replica database at {path}")
-        conn = _connect(path, create=create)
-        db = cls(conn, path)
+        read_only = not create and not _writable(path)
+        conn = _connect(path, create=create, read_only=read_only)
+        db = cls(conn, path, read_only=read_only)
         try:
             db._configure(create)
         except BaseException:
@@ -167,6 +226,8 @@ class Database:
             app_id = c.execute("PRAGMA application_id").fetchone()[0]
             version = c.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as exc:
+            if _starts_like_sqlite(self.path):
+                raise damaged(self.path, exc) from None
             raise NotAReplica(f"{self.path} is not a p2p_prophet database ({exc})") from None
         if create and version == 0 and app_id == 0:
             c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
@@ -186,6 +247,13 @@ class Database:
         # commit: unbatched edits ran 40-80% slower than with NORMAL on our 2-core test
         # machine (bench/local_edits.py), batched edits and pulls unchanged.
         # (An in-memory database keeps its journal in memory whatever is asked.)
+        if self.read_only:
+            if version < SCHEMA_VERSION:
+                raise NotAReplica(
+                    f"{self.path} has schema version {version} and must be upgraded to "
+                    f"{SCHEMA_VERSION} before this p2p_prophet reads it, but it is read-only here"
+                )
+            return  # its journal mode is in the file already; nothing here may write
         c.execute("PRAGMA journal_mode = WAL")
         c.execute("PRAGMA synchronous = FULL")
         c.execute("PRAGMA foreign_keys = ON")
@@ -228,6 +296,7 @@ class Database:
             finally:
                 self._depth -= 1
             return
+        self.check_writable()
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -244,6 +313,26 @@ class Database:
             raise
         finally:
             self._depth = 0
+
+    def check_writable(self) -> None:
+        """Raise :class:`StorageError` if this database may not be written: it is
+        read-only here, or its replica was found damaged (:data:`DAMAGED_FILE`)."""
+        if self.in_memory:
+            return
+        if self.read_only:
+            raise StorageError(
+                f"{self.path}: the replica is read-only here (its file or directory cannot "
+                "be written); reading works, writing does not (nothing was written)"
+            )
+        marker = self.path.parent / DAMAGED_FILE
+        if marker.exists():
+            what = "see the DAMAGED file"
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                what = marker.read_text(encoding="utf-8").strip()[:300]
+            raise DamagedReplica(
+                f"{self.path.parent} was found damaged ({what}); writes are refused until "
+                "`p2p-prophet check` finds it whole (nothing was written)"
+            )
 
     @property
     def in_transaction(self) -> bool:
@@ -505,7 +594,18 @@ def _record_row(row: tuple[Any, ...]) -> RecordRow:
     return RecordRow(rid, t, u, Stamp(ch, co), None if dh is None else Stamp(dh, do))
 
 
+def _starts_like_sqlite(path: Path) -> bool:
+    """Whether ``path`` begins with SQLite's header: a SQLite file, even if damaged."""
+    try:
+        with path.open("rb") as f:
+            return f.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
+    except OSError:
+        return False
+
+
 def _storage_error(path: Path, exc: sqlite3.Error) -> StorageError:
+    if is_corruption(exc):
+        return damaged(path, exc)
     text = str(exc)
     if "disk is full" in text or (isinstance(exc, sqlite3.OperationalError) and "full" in text):
         hint = "the disk is full; free some space and try again"
