@@ -1,19 +1,18 @@
 """A node under hostile load: what it holds, and whether its members stay served.
 
-Two `p2p-prophet serve` processes' worth of set-up on loopback: Alice's node (TLS,
-members only) runs in a process of its own whose descriptor limit is set to
-``--nofile`` (soft and hard, so raising the soft limit gains nothing); Bob is a member
-who syncs with it from this process.  Two attacks, one after the other:
+Alice's node (TLS, members only) runs in a `p2p-prophet serve` process of its own whose
+descriptor limit is set to ``--nofile`` (soft and hard, so raising the soft limit gains
+nothing); Bob and Carol are members.  Two attacks, one after the other:
 
 * **idle strangers**: ``--strangers`` TCP connections from 127.0.0.2 (another loopback
   address, so a per-address cap does not touch Bob on 127.0.0.1), opened and left idle;
-* **held pushes**: ``--pushes`` concurrent pushes by a member, each sending the preamble
-  and an unfinished batch of ``--push-mib`` MiB of valid changesets, then holding the
-  request open.
+* **held pushes**: ``--pushes`` concurrent pushes by Bob, each sending the preamble and
+  an unfinished batch of ``--push-mib`` MiB of valid changesets, then holding the request
+  open.
 
 For each it prints the node's descriptors and resident memory before and during the
-attack (from /proc), whether the node is still running, and how long Bob's sync (one new
-edit, pushed and pulled) took during it, or why it failed.
+attack (from /proc), whether the node is still running, and how long Carol's sync (one
+new edit, pushed and pulled, one attempt) took during it, or why it failed.
 
 Usage: python bench/hostile.py [--quick]
 """
@@ -120,6 +119,7 @@ class NodeProcess:
 class World:
     def __init__(self, root: Path) -> None:
         self.alice_id, self.bob_id = Identity.generate(), Identity.generate()
+        self.carol_id = Identity.generate()
         alice = Replica.init(
             root / "alice",
             identity=self.alice_id,
@@ -128,29 +128,35 @@ class World:
         with alice.edits() as batch:
             for i in range(1000):
                 batch.create("ticket", {"summary": f"ticket {i}", "status": "open"})
-        add_member(alice, self.bob_id.certificate_pem, "bob", added_by=self.alice_id.fingerprint)
-        self.bob = Replica.init(
-            root / "bob",
-            db_uuid=alice.db_uuid,
-            identity=self.bob_id,
-            discovery_secret=alice.discovery_secret,
-        )
-        transfer(self.bob, alice)
+        members = []
+        for name, identity in (("bob", self.bob_id), ("carol", self.carol_id)):
+            add_member(alice, identity.certificate_pem, name, added_by=self.alice_id.fingerprint)
+            member = Replica.init(
+                root / name,
+                db_uuid=alice.db_uuid,
+                identity=identity,
+                discovery_secret=alice.discovery_secret,
+            )
+            members.append(member)
+        for member in members:
+            transfer(member, alice)
+        self.bob, self.carol = members
         alice.close()
         self.root = root
 
-    def http(self) -> httpx.AsyncClient:
+    def http(self, identity: Identity | None = None) -> httpx.AsyncClient:
         trusted = TrustedPeers([self.alice_id.certificate_pem])
-        return new_http_client(tls=client_context(self.bob_id, trusted))
+        return new_http_client(tls=client_context(identity or self.bob_id, trusted))
 
     async def member_sync(self, url: str, timeout: float = 60) -> str:
-        """Bob makes an edit and syncs: how long it took, or why it failed."""
-        self.bob.create("ticket", {"summary": f"edit at {time.time()}"})
+        """Carol (a member who is not the attacker) makes an edit and syncs: how long it
+        took, or why it failed."""
+        self.carol.create("ticket", {"summary": f"edit at {time.time()}"})
         started = time.perf_counter()
         try:
             with trio.fail_after(timeout):
-                async with self.http() as http:
-                    await Peer(url, ReplicaWorker(self.bob), http=http, attempts=1).sync()
+                async with self.http(self.carol_id) as http:
+                    await Peer(url, ReplicaWorker(self.carol), http=http, attempts=1).sync()
         except (ProphetError, trio.TooSlowError) as exc:
             return f"FAILED after {time.perf_counter() - started:.2f} s: {exc or 'timed out'}"
         return f"{(time.perf_counter() - started) * 1000:.0f} ms"
@@ -291,6 +297,7 @@ async def run(args: argparse.Namespace) -> None:
         finally:
             node.stop()
             world.bob.close()
+            world.carol.close()
         errors = [line for line in node.lines if "Error" in line or "Traceback" in line]
         if errors:
             print("\nthe node's log had errors:\n" + "".join(errors[:10]))

@@ -106,7 +106,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="small figures, for CI")
     args = parser.parse_args()
+    if args.quick:
+        args.n, args.repeat = 300, 1
     n = args.n
 
     def with_source(ceiling: Callable[[Path, Path], float]) -> Callable[[Path], float]:

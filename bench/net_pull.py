@@ -261,7 +261,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--idle", type=int, default=20, help="idle syncs to time")
+    parser.add_argument("--quick", action="store_true", help="small figures, for CI")
     args = parser.parse_args()
+    if args.quick:
+        args.n, args.idle = 2_000, 3
     from machine import describe
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,7 +11,8 @@ Prints:
   bytes per minute on the wire both ways (counted by a TCP proxy between them).
 
 mDNS stays off (--no-mdns): the nodes know each other by URL, and nothing is multicast on
-this machine's interfaces.
+this machine's interfaces.  The replicas are plain (``--insecure``): this measures the
+node's own costs; bench/net_pull.py measures what TLS and signing add to an exchange.
 
 Usage: python bench/node.py [--idle-seconds 60]
 """
@@ -56,7 +57,18 @@ class NodeProcess:
     def __init__(self, replica: Path, port: int, *options: str) -> None:
         self.started = time.perf_counter()
         self.process = subprocess.Popen(
-            [*SERVE, str(replica), "serve", *LOOPBACK, str(port), "--no-mdns", *options],
+            # Plain replicas (made without members), so plain HTTP: bench/net_pull.py
+            # measures what TLS adds to an exchange.
+            [
+                *SERVE,
+                str(replica),
+                "serve",
+                *LOOPBACK,
+                str(port),
+                "--no-mdns",
+                "--insecure",
+                *options,
+            ],
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -112,7 +124,10 @@ class Proxies:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--idle-seconds", type=float, default=60.0)
+    parser.add_argument("--quick", action="store_true", help="small figures, for CI")
     args = parser.parse_args()
+    if args.quick:
+        args.idle_seconds = 2.0
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         with Replica.init(root / "alice") as alice:

@@ -44,7 +44,10 @@ def main() -> None:
     parser.add_argument(
         "--signed", action="store_true", help="signed source and clone (chains and seals)"
     )
+    parser.add_argument("--quick", action="store_true", help="small figures, for CI")
     args = parser.parse_args()
+    if args.quick:
+        args.n, args.incremental = 2_000, 100
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         source_id = Identity.generate() if args.signed else None

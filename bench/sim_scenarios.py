@@ -59,7 +59,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("scenarios", nargs="*", type=Path)
+    parser.add_argument(
+        "--quick", action="store_true", help="one seed of office-lan.toml only, for CI"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.seeds, args.scenarios = 1, [ROOT / "office-lan.toml"]
     paths = args.scenarios or sorted(ROOT.glob("*.toml")) + sorted(ROOT.glob("theory/*.toml"))
     print(describe())
     print(f"{args.seeds} seeds per scenario (1..{args.seeds})\n")

@@ -37,7 +37,10 @@ def main() -> None:
     parser.add_argument("--seed0", type=int, default=0)
     parser.add_argument("--rumor-n", type=int, default=1000)
     parser.add_argument("--tolerance", type=float, default=0.15)
+    parser.add_argument("--quick", action="store_true", help="few seeds, for CI")
     args = parser.parse_args()
+    if args.quick:
+        args.seeds, args.rumor_n = 3, 100
 
     print(f"machine: {describe()}")
     print(f"{args.seeds} seeds per case from seed {args.seed0}, complete graph")
