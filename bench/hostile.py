@@ -2,13 +2,13 @@
 
 Alice's node (TLS, members only) runs in a `p2p-prophet serve` process of its own whose
 descriptor limit is set to ``--nofile`` (soft and hard, so raising the soft limit gains
-nothing); Bob and Carol are members.  Two attacks, one after the other:
+nothing); Bob, Carol and Dave are members.  Two attacks, one after the other:
 
 * **idle strangers**: ``--strangers`` TCP connections from 127.0.0.2 (another loopback
   address, so a per-address cap does not touch Bob on 127.0.0.1), opened and left idle;
-* **held pushes**: ``--pushes`` concurrent pushes by Bob, each sending the preamble and
-  an unfinished batch of ``--push-mib`` MiB of valid changesets, then holding the request
-  open.
+* **held pushes**: ``--pushes`` concurrent pushes by Bob and Dave in turn, each sending
+  the preamble and an unfinished batch of ``--push-mib`` MiB of valid changesets, then
+  holding the request open.
 
 For each it prints the node's descriptors and resident memory before and during the
 attack (from /proc), whether the node is still running, and how long Carol's sync (one
@@ -119,7 +119,7 @@ class NodeProcess:
 class World:
     def __init__(self, root: Path) -> None:
         self.alice_id, self.bob_id = Identity.generate(), Identity.generate()
-        self.carol_id = Identity.generate()
+        self.carol_id, self.dave_id = Identity.generate(), Identity.generate()
         alice = Replica.init(
             root / "alice",
             identity=self.alice_id,
@@ -138,6 +138,8 @@ class World:
                 discovery_secret=alice.discovery_secret,
             )
             members.append(member)
+        # Dave needs no replica: he only sends what he pushes (Bob's changesets will do).
+        add_member(alice, self.dave_id.certificate_pem, "dave", added_by=self.alice_id.fingerprint)
         for member in members:
             transfer(member, alice)
         self.bob, self.carol = members
@@ -251,7 +253,8 @@ async def held_pushes(world: World, node: NodeProcess, count: int, mib: int) -> 
                 yield chunk
             await trio.sleep_forever()  # hold the request open, the batch unfinished
 
-        async with world.http() as http:
+        # Bob and Dave take turns: no one caller's cap on exchanges limits the attack.
+        async with world.http([world.bob_id, world.dave_id][i % 2]) as http:
             try:
                 response = await http.post(
                     node.url + "/prophet/push",

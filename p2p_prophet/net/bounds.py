@@ -30,7 +30,7 @@ import trio
 
 MAX_EXCHANGES = 8
 MAX_EXCHANGES_PER_CALLER = 2
-BUFFER_BUDGET = 24 << 20
+BUFFER_BUDGET = 16 << 20
 BATCH_DEADLINE = 120.0
 RETRY_AFTER = 2  # seconds a busy node asks its callers to wait
 
