@@ -39,7 +39,7 @@ import trio
 from p2p_prophet import __version__
 from p2p_prophet.clock import utc_minutes
 from p2p_prophet.errors import ProphetError
-from p2p_prophet.net.binding import EXCHANGE_PATH, HELLO_PATH, MEDIA_TYPE, PUSH_PATH
+from p2p_prophet.net.binding import EXCHANGE_PATH, HELLO_PATH, MEDIA_TYPE, PREFIX, PUSH_PATH
 from p2p_prophet.net.worker import ReplicaWorker
 from p2p_prophet.security import membership
 from p2p_prophet.security.identity import Identity
@@ -496,6 +496,7 @@ def checked(url: str, response: httpx.Response, body: bytes, limits: Limits) -> 
     check_media_type(url, response)
     if response.status_code == 200:
         return body
+    url = url.split(PREFIX + "/", 1)[0]  # the node, not the endpoint, in messages
     try:
         read_messages(body, (Error,), limits)
     except PeerError as exc:
