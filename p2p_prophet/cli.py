@@ -1176,6 +1176,7 @@ def serve(
         mdns_interfaces=config.mdns_interfaces or None,
         name=config.name,
         tls=not insecure,
+        limits=limits,
     )
 
     async def stop_on_signal(nursery: trio.Nursery) -> None:

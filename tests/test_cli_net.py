@@ -321,6 +321,14 @@ def test_a_removed_member_is_told_so_by_the_node(
     assert done.returncode == 1
     assert "no longer takes your replica's identity" in done.stderr, done.stderr
     assert "removed" in done.stderr and "tried" not in done.stderr
+    # A node started after the removal tells it just the same.
+    assert server.stop()[0] == 0
+    again = Server(alice)
+    try:
+        told = cli("-R", str(bob), "pull", again.url, check=False)
+    finally:
+        again.stop()
+    assert told.returncode == 1 and "no longer takes your replica's identity" in told.stderr
 
 
 async def test_a_node_killed_in_the_middle_of_a_sync_is_a_network_failure_not_a_refusal(

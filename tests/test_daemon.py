@@ -81,6 +81,20 @@ async def test_a_bug_in_a_supervised_task_is_not_hidden(
         await supervised("a task", buggy)
 
 
+async def test_sqlite_misuse_is_a_bug_not_the_environment(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    import sqlite3
+
+    async def misuse() -> None:
+        conn = sqlite3.connect(":memory:")
+        conn.close()
+        conn.execute("SELECT 1")  # ProgrammingError: a DatabaseError, but our bug
+
+    with pytest.raises(sqlite3.ProgrammingError):
+        await supervised("a task", misuse)
+
+
 async def test_a_failure_inside_a_nursery_of_the_task_is_recognised_too(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

@@ -13,8 +13,12 @@ what the requests on those connections make the node hold (docs/network.md, Boun
   requests in flight together may hold at most ``buffer_budget`` bytes of frames and
   changesets not yet integrated; a push that would exceed it is answered 503 at once
   (the whole batches it delivered are kept);
-- **time**: each pushed batch must arrive whole within ``batch_deadline`` seconds of its
-  first byte, so that a caller trickling a byte now and then cannot hold a place for ever.
+- **time**: a push must deliver a batch that brings the node something new within
+  ``batch_deadline`` seconds of its start and of each such batch before (and an
+  exchange's request must arrive whole within it), so that a caller trickling a byte now
+  and then, or sending what the node already holds, cannot hold a place for ever.  What
+  the node sends must be taken within 60 s a chunk (``WRITE_TIMEOUT`` in
+  :mod:`p2p_prophet.net.listener`).
 
 Everything here is bookkeeping, called from the trio loop only.  An outgoing stream
 (a pull) counts the batch it is sending against the same budget, waiting for room rather

@@ -13,10 +13,12 @@ and then everything that opens a file fails: the status file, SQLite, mDNS.  So:
   can do).  A connection over the total or per-address cap is accepted and reset at once
   (SO_LINGER 0): it costs its sender a round trip and the node nothing that lasts, and it
   never waits in the kernel's backlog where it would delay a member.  A new connection
-  beyond the waiting cap evicts the *oldest* waiting one instead: a member's connection
-  completes its handshake within milliseconds, so it is never the oldest for long, while
-  idle connections are pushed out by the next ones, whatever their number (the idea of
-  OpenSSH's MaxStartups, deterministic);
+  beyond the waiting cap evicts a waiting one instead: the oldest of the address that
+  holds the most, so that a crowd of idle connections pushes out its own, and a member's
+  handshake, however slow its link, is pushed out only by a crowd from its own address
+  (the idea of OpenSSH's MaxStartups, deterministic);
+- a connection whose peer does not take a chunk the node sends within
+  :data:`WRITE_TIMEOUT` is dropped (hypercorn's own sending has no timeout);
 - :func:`accept_loop` keeps accepting through "too many open files" and the like, waiting
   with a doubling delay and saying so once per episode, instead of failing.
 
@@ -48,6 +50,7 @@ RESERVED_DESCRIPTORS = 64
 MAX_CONNECTIONS = 512
 MAX_CONNECTIONS_PER_ADDRESS = 16
 MAX_WAITING = 64
+WRITE_TIMEOUT = 60.0  # seconds a peer has to take one chunk the node sends
 
 # Accept errors that mean "out of a resource for now", not "this listener is broken".
 CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
@@ -62,6 +65,7 @@ class ConnectionLimits:
     total: int = MAX_CONNECTIONS
     per_address: int = MAX_CONNECTIONS_PER_ADDRESS
     waiting: int = MAX_WAITING
+    write_timeout: float = WRITE_TIMEOUT  # seconds a peer has to take one chunk sent
 
     def __post_init__(self) -> None:
         if min(self.total, self.per_address, self.waiting) < 1:
@@ -102,6 +106,8 @@ class ConnectionCounts:
     refused: int = 0  # reset on arrival, over the total or per-address cap
     evicted: int = 0  # waiting ones reset to make room for a newer one
     by_address: Counter[str] = field(default_factory=Counter)
+    # The waiting connections, by address, each address's oldest first.
+    waiters: dict[str, OrderedDict[int, GuardedStream]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -121,6 +127,7 @@ class GuardedStream(trio.abc.HalfCloseableStream):
     """
 
     def __init__(self, inner: trio.SocketStream, address: str, listener: GuardedListener) -> None:
+        self.write_timeout = listener.limits.write_timeout
         self._inner = inner
         self.address = address
         self._listener: GuardedListener | None = listener
@@ -133,7 +140,15 @@ class GuardedStream(trio.abc.HalfCloseableStream):
             self._listener._activated(self)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._inner.send_all(data)
+        # hypercorn sends under a shielded cancel scope with no timeout of its own, so a
+        # peer that stops reading would hold the connection (and what the request holds)
+        # for ever, and stall the node's shutdown: the deadline is ours.
+        with trio.move_on_after(self.write_timeout):
+            await self._inner.send_all(data)
+            return
+        self.reset_on_close()
+        await trio.aclose_forcefully(self._inner)
+        raise trio.BrokenResourceError(f"the peer took more than {self.write_timeout:g} s to read")
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._inner.wait_send_all_might_not_block()
@@ -170,7 +185,6 @@ class GuardedListener(trio.abc.Listener[GuardedStream]):
         self._inner = inner
         self.limits = limits
         self.counts = ConnectionCounts() if counts is None else counts
-        self._waiting: OrderedDict[int, GuardedStream] = OrderedDict()  # oldest first
         self._last_log = -float("inf")
         self._turned_away = 0  # since the last log line
 
@@ -192,19 +206,22 @@ class GuardedListener(trio.abc.Listener[GuardedStream]):
             ):
                 await self._refuse(stream, address)
                 continue
-            if len(self._waiting) >= self.limits.waiting:
-                self._evict_oldest()
+            if counts.waiting >= self.limits.waiting:
+                self._evict()
             guarded = GuardedStream(stream, address, self)
             counts.open += 1
             counts.waiting += 1
             counts.by_address[address] += 1
-            self._waiting[id(guarded)] = guarded
+            counts.waiters.setdefault(address, OrderedDict())[id(guarded)] = guarded
             return guarded
 
     def _activated(self, stream: GuardedStream) -> None:
         stream.waiting = False
-        if self._waiting.pop(id(stream), None) is not None:
+        waiters = self.counts.waiters.get(stream.address)
+        if waiters is not None and waiters.pop(id(stream), None) is not None:
             self.counts.waiting -= 1
+            if not waiters:
+                del self.counts.waiters[stream.address]
 
     def _closed(self, stream: GuardedStream) -> None:
         self._activated(stream)
@@ -214,14 +231,20 @@ class GuardedListener(trio.abc.Listener[GuardedStream]):
         if counts.by_address[stream.address] <= 0:
             del counts.by_address[stream.address]
 
-    def _evict_oldest(self) -> None:
-        _, oldest = self._waiting.popitem(last=False)
-        oldest.waiting = False
-        self.counts.waiting -= 1
+    def _evict(self) -> None:
+        """Reset the oldest waiting connection of the address that has the most: a
+        crowd of idle connections pushes out its own, not a member's slow handshake."""
+        address = max(self.counts.waiters, key=lambda a: len(self.counts.waiters[a]))
+        _, oldest = next(iter(self.counts.waiters[address].items()))
+        self._activated(oldest)  # no longer waiting: it is going
         self.counts.evicted += 1
         oldest.reset_on_close()
         oldest.cancel_scope.cancel()  # its handler closes it, and its place is freed
-        self._note("evicted the oldest of %d connections that sent no request", self.limits.waiting)
+        self._note(
+            f"evicted a connection from {address}, which held the most of the %d that sent "
+            "no request",
+            self.limits.waiting,
+        )
 
     async def _refuse(self, stream: trio.SocketStream, address: str) -> None:
         with contextlib.suppress(OSError):

@@ -32,7 +32,7 @@ from p2p_prophet.gossip import GossipConfig, Outcome, Scheduler
 from p2p_prophet.net.bounds import DEFAULT_BOUNDS, ServerBounds
 from p2p_prophet.net.client import Peer, new_http_client
 from p2p_prophet.net.gossip import GossipLoop, outcome_of
-from p2p_prophet.net.listener import ConnectionCounts
+from p2p_prophet.net.listener import ConnectionCounts, ConnectionLimits
 from p2p_prophet.net.mdns import (
     Advert,
     Discovery,
@@ -80,11 +80,12 @@ class Node:
         tls: bool | None = None,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
         bounds: ServerBounds = DEFAULT_BOUNDS,
+        limits: ConnectionLimits | None = None,
     ) -> None:
         """``tls``: serve and dial TLS pinned to the membership (the replica must have
         an identity), else plain HTTP (``--insecure``); by default, TLS exactly when the
-        replica has an identity.  ``handshake_timeout``: see :func:`serve`; ``bounds``:
-        see :class:`NodeApp`."""
+        replica has an identity.  ``handshake_timeout`` and ``limits`` (on connections):
+        see :func:`serve`; ``bounds``: see :class:`NodeApp`."""
         if tls is None:
             tls = replica.identity is not None
         if tls and replica.identity is None:
@@ -94,6 +95,7 @@ class Node:
             )
         self.tls = tls
         self.handshake_timeout = handshake_timeout
+        self.limits = limits
         self.trusted = TrustedPeers()
         self._next_trust_check = 0.0
         self.mdns = mdns
@@ -118,6 +120,7 @@ class Node:
             bounds=bounds,
         )
         self._digest_stale = False
+        self._versions = (0, 0)  # the replica's data versions the watch last saw
         self.urls: list[str] = []
         self.connections = ConnectionCounts()  # what the server holds, for status
         self._http: httpx.AsyncClient | None = None
@@ -233,7 +236,7 @@ class Node:
     ) -> None:
         # The versions first, then the digest: an edit another process commits in between
         # is then seen as one by the watch, never lost between the two.
-        versions = await self.worker.run(_data_versions, self.replica)
+        self._versions = await self.worker.run(_data_versions, self.replica)
         self.scheduler.our_digest = await self.worker.run(local_digest, self.replica)
         server_tls = client_tls = None
         if self.tls:
@@ -255,6 +258,7 @@ class Node:
                     ssl_context=server_tls,
                     handshake_timeout=self.handshake_timeout,
                     counts=self.connections,
+                    limits=self.limits,
                 )
             )
             await nursery.start(self.loop.run)
@@ -272,9 +276,7 @@ class Node:
                 # Registering takes mDNS a second or two (probing for the name): the
                 # server and the gossip with given peers do not wait for it.
                 nursery.start_soon(supervised, "mDNS", partial(self._advertise, host, bound_port))
-            nursery.start_soon(
-                supervised, "the watch on the replica", partial(self._watch, versions)
-            )
+            nursery.start_soon(supervised, "the watch on the replica", self._watch)
             nursery.start_soon(supervised, "the status file", self._publish_status)
             task_status.started(self.urls)
 
@@ -346,16 +348,17 @@ class Node:
             with contextlib.suppress(OSError):
                 path.unlink()
 
-    async def _watch(self, versions: tuple[int, int]) -> None:
-        """Notice edits other processes commit to the replica after ``versions`` were
-        read, and tell the loop."""
+    async def _watch(self) -> None:
+        """Notice edits other processes commit to the replica after ``self._versions``
+        were read, and tell the loop (started again after a failure, it goes on from
+        the versions it last saw)."""
         replica = self.replica
         while True:
             await trio.sleep(WATCH_INTERVAL)
             now = await self.worker.run(_data_versions, replica)
-            edited = now != versions
+            edited = now != self._versions
             if edited or self._digest_stale:
-                versions, self._digest_stale = now, False
+                self._versions, self._digest_stale = now, False
                 await self._digest_changed_by_us()
             elif self.tls and trio.current_time() >= self._next_trust_check:
                 await self._refresh_trust()  # invites expire with nothing written

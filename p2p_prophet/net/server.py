@@ -353,9 +353,12 @@ class NodeApp:
                         done = await self.worker.run(self._integrate, event, rec.caller)
                         (resolutions if event.resolution else changesets).add(done)
                         rec.received += done.integrated
-                        if done.integrated and self.on_news is not None:
-                            self.on_news()
-                        batch_due = trio.current_time() + self.bounds.batch_deadline
+                        if done.integrated:
+                            if self.on_news is not None:
+                                self.on_news()
+                            # Only progress earns more time: batches of changesets the
+                            # node already holds (or empty ones) do not keep a place.
+                            batch_due = trio.current_time() + self.bounds.batch_deadline
                 held = self._hold(held, reader.buffered)
             rec.bytes_in = reader.bytes_received
             reader.close()

@@ -28,7 +28,9 @@ MAX_DELAY = 60.0
 # What the environment throws at a long-running process: the operating system
 # (EMFILE, ENOSPC, EACCES, ENODEV...), SQLite's view of the same (full, locked, I/O,
 # damaged), and our own errors for people (a damaged replica, a refused peer).
-ENVIRONMENT_ERRORS = (OSError, ProphetError, sqlite3.DatabaseError)
+ENVIRONMENT_ERRORS = (OSError, ProphetError, sqlite3.OperationalError, sqlite3.DatabaseError)
+# ...but not these, which SQLite raises for misuse: a closed connection, the wrong thread.
+BUGS = (sqlite3.ProgrammingError, sqlite3.InterfaceError, sqlite3.NotSupportedError)
 
 
 async def supervised(
@@ -43,19 +45,34 @@ async def supervised(
     delay = first_delay
     while True:
         started = trio.current_time()
-        failure: BaseException | None = None
         try:
             await task()
             return
-        except* ENVIRONMENT_ERRORS as group:
-            failure = group.exceptions[0]
-            while isinstance(failure, BaseExceptionGroup):
-                failure = failure.exceptions[0]
+        except Exception as exc:
+            failure = _environmental(exc)
+            if failure is None:
+                raise
         if trio.current_time() - started >= max_delay:
             delay = first_delay  # it ran well for a while: this is a new episode
         log.warning("%s failed: %s; starting it again in %g s", name, _describe(failure), delay)
         await trio.sleep(delay)
         delay = min(delay * 2, max_delay)
+
+
+def _environmental(exc: BaseException) -> BaseException | None:
+    """The first of the errors ``exc`` holds (itself, or those of a nursery's group), if
+    every one of them is an error of the environment; else None."""
+    leaves: list[BaseException] = []
+    todo = [exc]
+    while todo:
+        current = todo.pop(0)
+        if isinstance(current, BaseExceptionGroup):
+            todo.extend(current.exceptions)
+        else:
+            leaves.append(current)
+    if all(isinstance(e, ENVIRONMENT_ERRORS) and not isinstance(e, BUGS) for e in leaves):
+        return leaves[0]
+    return None
 
 
 def _describe(exc: BaseException | None) -> str:

@@ -355,12 +355,18 @@ def trusted_peers(replica: Replica, now: float | None = None) -> TrustedPeers:
 
 def refresh(trusted: TrustedPeers, replica: Replica, now: float | None = None) -> None:
     """Make ``trusted`` hold exactly the certificates of ``replica``'s members now,
-    expired invites left out.
+    expired invites left out, and remember the others (removed members, expired invites:
+    :meth:`TrustedPeers.remember`), so that a node can tell them why it refuses them.
 
     Removed members are refused from the next handshake on, by contexts already made too
     (see :meth:`TrustedPeers.replace`); connections already open are not cut.
     """
-    trusted.replace(_trusted_certificates(replica, now))
+    at = time.time() if now is None else now
+    trusted.replace(_trusted_certificates(replica, at))
+    trusted.remember(
+        [m.certificate_pem for m in removed_members(replica)]
+        + [m.certificate_pem for m in members(replica) if m.expired(at)]
+    )
 
 
 def _trusted_certificates(replica: Replica, now: float | None) -> list[str]:

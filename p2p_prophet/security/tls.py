@@ -128,6 +128,8 @@ class TrustedPeers:
         """Trust ``certs`` (PEM); raises :class:`IdentityError` if one is not a certificate."""
         self._lock = threading.Lock()
         self._certs: dict[str, str] = dict(_canonical_pem(cert) for cert in certs)
+        # Certificates in the stores that are not trusted (any more): see remember().
+        self._known: dict[str, str] = {}
         self._contexts: weakref.WeakSet[ssl.SSLContext] = weakref.WeakSet()
 
     def add(self, cert_pem: str | bytes) -> str:
@@ -165,6 +167,23 @@ class TrustedPeers:
             if added:
                 self._load_into_contexts("".join(added))
 
+    def remember(self, certs: Iterable[str | bytes]) -> None:
+        """Put ``certs`` (PEM) into the trust stores of the contexts without trusting them.
+
+        Step 2 refuses them as ever; but a server context made with
+        ``judged_per_request`` (which leaves step 2 to its application) then completes
+        their handshakes, so that its application can tell them why they are refused (a
+        removed member, a used invite) instead of closing without a word.
+        """
+        new = dict(_canonical_pem(cert) for cert in certs)
+        with self._lock:
+            added = [
+                pem for fp, pem in new.items() if fp not in self._certs and fp not in self._known
+            ]
+            self._known.update(new)
+            if added:
+                self._load_into_contexts("".join(added))
+
     def __contains__(self, fingerprint: object) -> bool:
         if not isinstance(fingerprint, str):
             return False
@@ -188,8 +207,9 @@ class TrustedPeers:
     def _register(self, ctx: ssl.SSLContext) -> None:
         """Load the trusted certificates into ``ctx`` and keep it in step with later adds."""
         with self._lock:
-            if self._certs:
-                ctx.load_verify_locations(cadata="".join(self._certs.values()))
+            pems = {**self._known, **self._certs}
+            if pems:
+                ctx.load_verify_locations(cadata="".join(pems.values()))
             self._contexts.add(ctx)
 
     def _load_into_contexts(self, pem: str) -> None:

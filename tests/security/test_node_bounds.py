@@ -18,14 +18,22 @@ import trio
 from node_world import World, greeting, peek, world_of, written
 
 from p2p_prophet.net.bounds import ServerBounds
-from p2p_prophet.net.client import NotAccepted, Peer
+from p2p_prophet.net.client import (
+    NotAccepted,
+    Peer,
+    RefusedByPeer,
+    clone_with_invite,
+    new_http_client,
+)
+from p2p_prophet.net.listener import ConnectionLimits
 from p2p_prophet.net.server import ExchangeLog
 from p2p_prophet.net.worker import ReplicaWorker
 from p2p_prophet.security import Identity
 from p2p_prophet.security.membership import add_member, remove_member
-from p2p_prophet.security.tls import TrustedPeers, client_context
+from p2p_prophet.security.tls import TrustedPeers, client_context, fingerprint_client_context
 from p2p_prophet.store import Replica
-from p2p_prophet.wire import ErrorCode, PeerError, encode, read_messages
+from p2p_prophet.sync.transfer import transfer
+from p2p_prophet.wire import ErrorCode, PeerError, encode, encode_batch, read_messages
 from p2p_prophet.wire.messages import BatchEnd, Error, encode_changeset
 
 MiB = 1 << 20
@@ -285,3 +293,120 @@ async def test_a_batch_trickled_in_slower_than_the_deadline_is_refused(
         assert trio.current_time() - started < 10
         assert peek(world.alice.path, lambda r: r.main.ticket(world.bob.uuid)) == 0
         await world.members_still_served()
+
+
+async def test_a_push_of_changesets_the_node_holds_earns_no_more_time(
+    tmp_path: Path, alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    ids = {"alice": alice, "bob": bob, "carol": carol}
+    async with world_of(tmp_path, ids, bounds=ServerBounds(batch_deadline=1.0)) as world:
+        # Bob's founding-era changeset the node holds already, sent again and again.
+        [held] = [
+            r for r in world.bob.main.changesets_after(0, 10) if r.origin == world.alice.uuid
+        ][:1]
+        again = encode_batch([(held.id, held.body, held.seal)], resolution=False)
+        push = HeldPush(world, bob)
+
+        async def stall() -> None:
+            await push.send(greeting(world, world.bob))
+            while True:
+                await push.send(again)  # whole batches, each well within the deadline
+                await trio.sleep(0.2)
+
+        started = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(push.run)
+            nursery.start_soon(stall)
+            record = await node_record(world, "push")
+            nursery.cancel_scope.cancel()
+        assert record.error is not None and record.error.startswith(ErrorCode.TOO_SLOW)
+        assert trio.current_time() - started < 10
+        await world.members_still_served()
+
+
+async def test_a_pull_whose_caller_stops_reading_is_dropped_and_gives_back_its_place(
+    tmp_path: Path, alice: Identity, bob: Identity, carol: Identity
+) -> None:
+    ids = {"alice": alice, "bob": bob, "carol": carol}
+    limits = ConnectionLimits(write_timeout=1.0)
+    async with world_of(tmp_path, ids, limits=limits) as world:
+        with Replica.open(world.alice.path) as cli:  # 24 MiB Bob lacks: more than buffers hold
+            big_edits(24)(cli)
+        app = world.node.app
+        async with world.client(bob) as http:
+            request = greeting(world, world.bob)
+            async with http.stream(
+                "POST",
+                world.url + "/prophet/exchange",
+                content=request,
+                headers={"content-type": "application/cbor-seq"},
+            ) as response:
+                assert response.status_code == 200
+                record = await node_record(world, "exchange")  # and read no further
+        assert record.sent < 24  # it did not get to send it all
+        with trio.fail_after(10):
+            while app.exchanges.running or app.budget.held:
+                await trio.sleep(0.01)
+        await world.members_still_served()
+
+
+async def test_an_invite_joins_only_through_the_node_of_its_inviter(
+    world: World, tmp_path: Path
+) -> None:
+    from node_world import QUIET
+
+    from p2p_prophet.net.node import Node
+    from p2p_prophet.security.invite import create_invite
+
+    with Replica.open(world.alice.path) as cli:
+        invite = create_invite(cli, [world.url], name="dave")
+    transfer(world.bob, world.alice)  # Bob's node trusts the pending invite too
+    async with trio.open_nursery() as nursery:
+        [bob_url] = await nursery.start(Node(world.bob, gossip=QUIET).run, "127.0.0.1", 0)
+        guest = invite.identity()
+        tls = fingerprint_client_context(guest, world.ids["bob"].fingerprint)
+        with Replica.init(
+            tmp_path / "elsewhere", db_uuid=invite.db_uuid, identity=Identity.generate()
+        ) as joiner:
+            assert joiner.identity is not None
+            async with new_http_client(tls=tls) as http:
+                peer = Peer(bob_url, ReplicaWorker(joiner), http=http, attempts=1)
+                await peer.pull()  # reading is what any pending invite may do anywhere
+                add_member(
+                    joiner, joiner.identity.certificate_pem, "dave", invite=guest.fingerprint
+                )
+                remove_member(joiner, guest.fingerprint)
+                with pytest.raises(
+                    RefusedByPeer, match="joins through the node of the member who made it"
+                ) as refusal:
+                    await peer.push()
+        assert refusal.value.code is ErrorCode.FORBIDDEN
+        nursery.cancel_scope.cancel()
+    dave, _ = await clone_with_invite(invite, tmp_path / "dave", name="dave")  # at Alice's
+    dave.close()
+
+
+async def test_members_relay_chains_of_additions_in_one_batch(
+    world: World, tmp_path: Path, dave: Identity
+) -> None:
+    from p2p_prophet.security.invite import create_invite
+
+    bob = world.ids["bob"]
+    # Bob invites Dave, who joins through Bob's replica (by path); Dave adds Erin. Bob
+    # then pushes all of it to Alice's node: the invite, the join and Erin, one batch.
+    invite = create_invite(world.bob, ["https://127.0.0.1:7420"], name="dave")
+    guest = invite.identity()
+    erin = Identity.generate()
+    with Replica.init(tmp_path / "dave", db_uuid=world.alice.db_uuid, identity=dave) as joiner:
+        transfer(joiner, world.bob)
+        add_member(
+            joiner, dave.certificate_pem, "dave", added_by=bob.fingerprint, invite=guest.fingerprint
+        )
+        remove_member(joiner, guest.fingerprint)
+        add_member(joiner, erin.certificate_pem, "erin", added_by=dave.fingerprint)
+        transfer(world.bob, joiner)
+    async with world.client(bob) as http:
+        pushed = await Peer(world.url, ReplicaWorker(world.bob), http=http).push()
+    assert pushed.changesets.integrated == 4
+    assert {dave.fingerprint, erin.fingerprint} <= set(world.node.trusted.fingerprints())
+    assert guest.fingerprint not in world.node.trusted
