@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import os
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -62,3 +64,41 @@ def dave() -> Identity:
 @pytest.fixture(scope="session")
 def mallory() -> Identity:
     return Identity.generate()
+
+
+# A real tmpfs, for a disk that fills or a file system that turns read-only.
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """``tmpfs("16m")``: a real tmpfs of that size, mounted under ``tmp_path`` for the
+    test and unmounted after it (as root: .ci/run runs as root)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (.ci/run runs as root)")
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        where = tmp_path / f"tmpfs-{len(mounted)}"
+        where.mkdir()
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], check=True
+        )
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+# Alice's node serving a database with members, Bob and Carol (tests/node_world.py).
+
+
+@pytest.fixture
+async def world(
+    tmp_path: Path, alice: Identity, bob: Identity, carol: Identity
+) -> AsyncIterator[object]:
+    from node_world import world_of
+
+    async with world_of(tmp_path, {"alice": alice, "bob": bob, "carol": carol}) as w:
+        yield w

@@ -19,7 +19,7 @@ import resource
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -118,20 +118,6 @@ async def test_a_failure_inside_a_nursery_of_the_task_is_recognised_too(
 # -- a full disk ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 16 MiB tmpfs, mounted for the test (as root: CI runs as root)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (.ci/run runs as root)")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 def fill(disk: Path) -> Path:
     """Write a file until ``disk`` is full; the file, to delete to free the space."""
     filler = disk / "filler"
@@ -150,7 +136,7 @@ def fill(disk: Path) -> Path:
 
 async def test_a_full_disk_stops_pushes_not_the_node_and_it_recovers_by_itself(
     tmp_path: Path,
-    small_disk: Path,
+    tmpfs: Callable[[str], Path],
     alice: Any,
     bob: Any,
     carol: Any,
@@ -164,6 +150,7 @@ async def test_a_full_disk_stops_pushes_not_the_node_and_it_recovers_by_itself(
     from p2p_prophet.wire import ErrorCode
 
     ids = {"alice": alice, "bob": bob, "carol": carol}
+    small_disk = tmpfs("16m")
     caplog.set_level(logging.WARNING, "p2p_prophet.node")
     async with world_of(tmp_path, ids, alice_path=small_disk / "alice") as world:
         news = world.alice.create("ticket", {"summary": "written before the disk filled"})

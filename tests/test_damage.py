@@ -14,7 +14,7 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -143,21 +143,10 @@ def test_check_names_a_stamp_at_the_end_of_the_clock(tmp_path: Path) -> None:
 # -- read-only and full disks ----------------------------------------------------------------
 
 
-@pytest.fixture
-def mount(tmp_path: Path) -> Iterator[Path]:
-    """A real tmpfs (as root: CI runs as root), unmounted after the test."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (.ci/run runs as root)")
-    where = tmp_path / "mnt"
-    where.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)], check=True)
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def test_a_replica_on_a_read_only_file_system_can_be_read(mount: Path) -> None:
+def test_a_replica_on_a_read_only_file_system_can_be_read(
+    tmpfs: Callable[[str], Path],
+) -> None:
+    mount = tmpfs("4m")
     path = mount / "replica"
     assert cli("-R", str(path), "init").returncode == 0
     uuid = cli("-R", str(path), "create", "ticket", "summary=kept").stdout.strip()
@@ -172,9 +161,9 @@ def test_a_replica_on_a_read_only_file_system_can_be_read(mount: Path) -> None:
 
 
 def test_a_clone_stopped_by_a_full_disk_says_what_it_kept_and_how_to_finish(
-    replica: Path, mount: Path
+    replica: Path, tmpfs: Callable[[str], Path]
 ) -> None:
-    target = mount / "clone"
+    target = tmpfs("4m") / "clone"
     stopped = cli("clone", str(replica), str(target))
     assert stopped.returncode == 1, stopped.stderr
     assert "the disk is full" in stopped.stderr and "nothing was written" not in stopped.stderr

@@ -12,7 +12,6 @@ import dataclasses
 import shutil
 import ssl
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import cbor2
@@ -28,7 +27,6 @@ from node_world import (
     peek,
     push_raw,
     refused,
-    world_of,
     written,
 )
 
@@ -53,15 +51,6 @@ from p2p_prophet.security.tls import TrustedPeers, client_context, fingerprint_c
 from p2p_prophet.store import Replica
 from p2p_prophet.wire import ErrorCode, encode_batch, encode_end
 from p2p_prophet.wire.frames import frame
-
-
-@pytest.fixture
-async def world(
-    tmp_path: Path, alice: Identity, bob: Identity, carol: Identity
-) -> AsyncIterator[World]:
-    async with world_of(tmp_path, {"alice": alice, "bob": bob, "carol": carol}) as w:
-        yield w
-
 
 # -- who may connect -----------------------------------------------------------------------
 

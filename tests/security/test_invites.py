@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import trio
-from node_world import World, peek, world_of, written
+from node_world import World, peek, written
 
 from p2p_prophet.net.client import (
     NotAccepted,
@@ -47,14 +47,6 @@ from p2p_prophet.security.tls import fingerprint_client_context
 from p2p_prophet.store import Replica
 from p2p_prophet.sync.transfer import transfer
 from p2p_prophet.wire import ErrorCode
-
-
-@pytest.fixture
-async def world(
-    tmp_path: Path, alice: Identity, bob: Identity, carol: Identity
-) -> AsyncIterator[World]:
-    async with world_of(tmp_path, {"alice": alice, "bob": bob, "carol": carol}) as w:
-        yield w
 
 
 async def invited(world: World, name: str = "dave") -> Invite:

@@ -39,14 +39,6 @@ from p2p_prophet.wire.messages import BatchEnd, Error, encode_changeset
 MiB = 1 << 20
 
 
-@pytest.fixture
-async def world(
-    tmp_path: Path, alice: Identity, bob: Identity, carol: Identity
-) -> AsyncIterator[World]:
-    async with world_of(tmp_path, {"alice": alice, "bob": bob, "carol": carol}) as w:
-        yield w
-
-
 def unsent(world: World, member: Replica, make: Callable[[Replica], object]) -> list[bytes]:
     """Frames of changesets ``make`` writes on a copy of ``member``'s replica (valid,
     signed by the member, and lacking at Alice's node), one frame each."""
