@@ -9,7 +9,7 @@ it should not, and leave the node serving its members.
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -261,6 +261,21 @@ async def test_a_batch_larger_than_one_changeset_can_be_is_refused(world: World)
     await world.members_still_served()
 
 
+async def refused_as_too_slow(
+    world: World, push: HeldPush, feed: Callable[[], Awaitable[None]]
+) -> None:
+    """Run ``push`` fed by ``feed`` until the node ends it: it must refuse it as too slow,
+    within moments of its (short) deadline."""
+    started = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(push.run)
+        nursery.start_soon(feed)
+        record = await node_record(world, "push")
+        nursery.cancel_scope.cancel()
+    assert record.error is not None and record.error.startswith(ErrorCode.TOO_SLOW)
+    assert trio.current_time() - started < 10
+
+
 async def test_a_batch_trickled_in_slower_than_the_deadline_is_refused(
     tmp_path: Path, alice: Identity, bob: Identity, carol: Identity
 ) -> None:
@@ -275,14 +290,7 @@ async def test_a_batch_trickled_in_slower_than_the_deadline_is_refused(
                 await push.send(bytes([byte]))
                 await trio.sleep(0.05)
 
-        started = trio.current_time()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(push.run)
-            nursery.start_soon(trickle)
-            record = await node_record(world, "push")
-            nursery.cancel_scope.cancel()
-        assert record.error is not None and record.error.startswith(ErrorCode.TOO_SLOW)
-        assert trio.current_time() - started < 10
+        await refused_as_too_slow(world, push, trickle)
         assert peek(world.alice.path, lambda r: r.main.ticket(world.bob.uuid)) == 0
         await world.members_still_served()
 
@@ -305,14 +313,7 @@ async def test_a_push_of_changesets_the_node_holds_earns_no_more_time(
                 await push.send(again)  # whole batches, each well within the deadline
                 await trio.sleep(0.2)
 
-        started = trio.current_time()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(push.run)
-            nursery.start_soon(stall)
-            record = await node_record(world, "push")
-            nursery.cancel_scope.cancel()
-        assert record.error is not None and record.error.startswith(ErrorCode.TOO_SLOW)
-        assert trio.current_time() - started < 10
+        await refused_as_too_slow(world, push, stall)
         await world.members_still_served()
 
 
