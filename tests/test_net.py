@@ -21,6 +21,7 @@ from tcp_proxy import Proxy
 from p2p_prophet.model import Change, ChangeSet, Kind, Op, PropChange
 from p2p_prophet.net import NetworkError, NodeApp, Peer, RefusedByPeer, ReplicaWorker, serve
 from p2p_prophet.net.client import clone, new_http_client
+from p2p_prophet.net.listener import MAX_CONNECTIONS_PER_ADDRESS
 from p2p_prophet.store import Replica
 from p2p_prophet.sync import exchange
 from p2p_prophet.wire import (
@@ -561,3 +562,16 @@ async def test_an_interrupted_clone_is_finished_by_a_pull(
         rest = await peer(url, bob, http).pull()
         assert rest.changesets.received == 2000 - kept
         assert bob.main.digest() == alice.main.digest()
+
+
+async def test_many_short_connections_from_one_address_do_not_pile_up(
+    start_node: StartNode, cloned_pair: Any
+) -> None:
+    alice, bob = cloned_pair
+    url = await start_node(alice)
+    # More syncs in a row, each on a connection of its own (as `p2p-prophet sync` in a
+    # loop), than the node keeps connections from one address: each is closed as soon as
+    # its client is gone, not kept until a keep-alive timeout.
+    for _ in range(3 * MAX_CONNECTIONS_PER_ADDRESS):
+        async with new_http_client() as http:
+            await peer(url, bob, http, attempts=1).sync()

@@ -134,6 +134,8 @@ class GuardedStream(trio.abc.HalfCloseableStream):
         self.socket = inner.socket
         self.cancel_scope = trio.CancelScope()
         self.waiting = True
+        self.peer_gone = False  # the peer closed its end
+        self.requests_in_flight = 0
 
     def mark_active(self) -> None:
         if self.waiting and self._listener is not None:
@@ -157,7 +159,28 @@ class GuardedStream(trio.abc.HalfCloseableStream):
         await self._inner.send_eof()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        return await self._inner.receive_some(max_bytes)
+        data = await self._inner.receive_some(max_bytes)
+        if not data:
+            self.peer_gone = True
+            self._close_if_done()
+        return data
+
+    def request_started(self) -> None:
+        self.mark_active()
+        self.requests_in_flight += 1
+
+    def request_ended(self) -> None:
+        self.requests_in_flight -= 1
+        self._close_if_done()
+
+    def _close_if_done(self) -> None:
+        # The peer is gone (hypercorn reads its end as a disconnect too), but hypercorn
+        # keeps the connection for its keep-alive timeout (5 s) before closing it: with
+        # a burst of short connections from one address, the per-address cap would be
+        # reached by connections nobody uses.  Close it as soon as no request of it is
+        # still being answered (the app sees the disconnect and winds that one up).
+        if self.peer_gone and not self.requests_in_flight:
+            self.cancel_scope.cancel()
 
     def reset_on_close(self) -> None:
         """Make closing send a reset (RST) instead of an orderly close."""

@@ -529,14 +529,17 @@ class _PerConnection:
         self._peer: str | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            guarded = transport_of(self.stream)
-            if guarded is not None:
-                guarded.mark_active()  # past the handshake, with a request: not a waiter
+        guarded = transport_of(self.stream) if scope["type"] == "http" else None
+        if guarded is None:
+            await self.app(scope, receive, send)
+            return
+        guarded.request_started()  # past the handshake, with a request: not a waiter
+        try:
             if self._peer is None and isinstance(self.stream, trio.SSLStream):
                 self._peer = peer_fingerprint(self.stream)
-            scope = {**scope, PEER_SCOPE_KEY: self._peer}
-        await self.app(scope, receive, send)
+            await self.app({**scope, PEER_SCOPE_KEY: self._peer}, receive, send)
+        finally:
+            guarded.request_ended()
 
 
 async def serve(
