@@ -47,8 +47,7 @@ from p2p_prophet.security import Identity  # noqa: E402
 from p2p_prophet.security.membership import add_member  # noqa: E402
 from p2p_prophet.security.tls import TrustedPeers, client_context  # noqa: E402
 from p2p_prophet.store import Replica  # noqa: E402
-from p2p_prophet.sync import exchange  # noqa: E402
-from p2p_prophet.sync.transfer import transfer  # noqa: E402
+from p2p_prophet.sync import exchange, transfer  # noqa: E402
 from p2p_prophet.wire import encode  # noqa: E402
 from p2p_prophet.wire.messages import encode_changeset  # noqa: E402
 

@@ -48,10 +48,11 @@ from p2p_prophet.security.tls import client_context
 from p2p_prophet.store import Replica, is_replica
 from p2p_prophet.store.check import check as check_replica
 from p2p_prophet.store.database import is_corruption, mark_damaged
-from p2p_prophet.store.replica import default_creator
+from p2p_prophet.store.replica import check_free, default_creator
+from p2p_prophet.sync import TransferResult, sync_with, transfer
+from p2p_prophet.sync import clone as sync_clone
+from p2p_prophet.sync import push as path_push
 from p2p_prophet.sync.human import conflict_record, list_conflicts, resolve_conflict
-from p2p_prophet.sync.transfer import TransferResult, transfer
-from p2p_prophet.sync.transfer import clone as sync_clone
 from p2p_prophet.url import BadURL, NodeURL, check_node_url
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -779,7 +780,7 @@ def push(ctx: click.Context, target: str, force: bool, as_json: bool) -> None:
         no_force_over_network("push", force)
         result = with_node(replica, target, as_json, lambda peer: peer.push())
     else:
-        result = transfer(open_peer(ctx, target), replica, force=force)
+        result = path_push(replica, open_peer(ctx, target), force=force)
     report_transfer("pushed", f"to {target}", result, as_json)
 
 
@@ -811,13 +812,8 @@ def sync_(ctx: click.Context, peer: str, force: bool, as_json: bool) -> None:
         both = with_node(replica, peer, as_json, lambda node: node.sync())
         pulled, pushed = both.pulled, both.pushed
     else:
-        other = open_peer(ctx, peer)
-        pulled = transfer(replica, other, force=force)
-        pushed = transfer(other, replica, force=force)
-        if pushed.changesets.resolutions_minted:
-            # The peer answered conflicts while taking our changesets: bring its answers
-            # back so that both sides end with the very same changesets.
-            pulled.changesets.add(transfer(replica, other, force=force).changesets)
+        both = sync_with(replica, open_peer(ctx, peer), force=force)
+        pulled, pushed = both.pulled, both.pushed
     if as_json:
         emit_json({"pulled": pulled.to_json(), "pushed": pushed.to_json()})
     else:
@@ -954,8 +950,7 @@ def clone_path(
     identity = source.identity
     if identity is None:
         return sync_clone(source, path)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise ProphetError(f"{path} already exists and is not an empty directory")
+    check_free(path)
     me = Identity.generate()
     membership.add_member(
         source, me.certificate_pem, name=name or default_creator(), added_by=identity.fingerprint

@@ -42,7 +42,7 @@ from typing import Any
 
 import cbor2
 
-from p2p_prophet.errors import MalformedChangeSet, ProphetError
+from p2p_prophet.errors import InvalidValue, MalformedChangeSet, ProphetError
 
 Value = str | int | float | bool | None
 
@@ -67,10 +67,6 @@ INT_MIN, INT_MAX = -(1 << 63), (1 << 63) - 1
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
 _valid_names: set[str] = set()
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
-
-
-class InvalidValue(ProphetError):
-    """A record type, property name, uuid or value breaks the model's rules."""
 
 
 class Kind(StrEnum):

@@ -27,8 +27,7 @@ from p2p_prophet.security import Identity
 from p2p_prophet.security.membership import add_member
 from p2p_prophet.security.tls import TrustedPeers, client_context
 from p2p_prophet.store import Replica
-from p2p_prophet.sync import exchange
-from p2p_prophet.sync.transfer import transfer
+from p2p_prophet.sync import exchange, transfer
 from p2p_prophet.wire import PeerError, encode, read_messages
 from p2p_prophet.wire.messages import Error
 

@@ -144,7 +144,8 @@ async def test_a_full_disk_stops_pushes_not_the_node_and_it_recovers_by_itself(
 ) -> None:
     from node_world import peek, world_of
 
-    from p2p_prophet.net.client import Peer, RefusedByPeer
+    from p2p_prophet.errors import Refused
+    from p2p_prophet.net.client import Peer
     from p2p_prophet.net.node import STATUS_FILE
     from p2p_prophet.net.worker import ReplicaWorker
     from p2p_prophet.wire import ErrorCode
@@ -161,7 +162,7 @@ async def test_a_full_disk_stops_pushes_not_the_node_and_it_recovers_by_itself(
 
         edit = world.bob.create("ticket", {"summary": "pushed onto a full disk"})
         async with world.client(world.ids["bob"]) as http:
-            with pytest.raises(RefusedByPeer, match="disk is full") as refusal:
+            with pytest.raises(Refused, match="disk is full") as refusal:
                 await Peer(world.url, ReplicaWorker(world.bob), http=http, attempts=1).push()
         assert refusal.value.code is ErrorCode.UNAVAILABLE and refusal.value.retry_after
         async with world.client(world.ids["carol"]) as http:  # pulls are still served

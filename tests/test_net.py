@@ -18,8 +18,9 @@ import trio
 from conftest import ReplicaFactory
 from tcp_proxy import Proxy
 
+from p2p_prophet.errors import Refused
 from p2p_prophet.model import Change, ChangeSet, Kind, Op, PropChange
-from p2p_prophet.net import NetworkError, NodeApp, Peer, RefusedByPeer, ReplicaWorker, serve
+from p2p_prophet.net import NetworkError, NodeApp, Peer, ReplicaWorker, serve
 from p2p_prophet.net.client import clone, new_http_client
 from p2p_prophet.net.listener import MAX_CONNECTIONS_PER_ADDRESS
 from p2p_prophet.store import Replica
@@ -272,10 +273,10 @@ async def test_a_node_of_another_database_is_refused_both_ways(
     fill(stranger, 2)
     fill(alice, 1)
     url = await start_node(alice)
-    with pytest.raises(RefusedByPeer, match="pull with --force"):
-        await peer(url, stranger, http).pull()
-    with pytest.raises(RefusedByPeer, match="never takes changesets from another database"):
-        await peer(url, stranger, http).push()
+    for operation in (peer(url, stranger, http).pull, peer(url, stranger, http).push):
+        with pytest.raises(Refused, match="pull with --force") as refusal:
+            await operation()
+        assert refusal.value.code is ErrorCode.WRONG_DATABASE
     assert alice.main.latest_seq() == 1
     forced = await peer(url, stranger, http).pull(force=True)  # the puller's consent
     assert forced.changesets.integrated == 1
@@ -298,7 +299,7 @@ async def test_something_that_is_not_a_node_is_named_as_such(
         await send({"type": "http.response.body", "body": b"<html></html>"})
 
     [url] = await nursery.start(serve, web_page, "127.0.0.1", 0)
-    with pytest.raises(RefusedByPeer, match=r"not a p2p-prophet node.*text/html"):
+    with pytest.raises(Refused, match=r"not a p2p-prophet node.*text/html"):
         await peer(url, make_replica("bob"), http).pull()
 
 
@@ -397,7 +398,7 @@ async def test_a_broken_node_costs_the_puller_nothing_but_the_bad_batch(
         stream += encode_end()
     app = _fake_node({"/prophet/hello": _hello_like(bob), "/prophet/exchange": stream})
     [url] = await nursery.start(serve, app, "127.0.0.1", 0)
-    with pytest.raises((NetworkError, RefusedByPeer)) as err:
+    with pytest.raises((NetworkError, Refused)) as err:
         await peer(url, bob, http, attempts=1).pull()
     assert code in str(err.value) or (code == "truncated" and "stopped" in str(err.value))
     assert bob.main.ticket(MALLORY) == 2  # the first batch, whole, and nothing else
@@ -410,7 +411,7 @@ async def test_a_node_speaking_another_version_is_explained(
     bob = make_replica("bob")
     hello_v3 = frame(cbor2.dumps([0, 3, "what version 3 says"]))
     [url] = await nursery.start(serve, _fake_node({"/prophet/hello": hello_v3}), "127.0.0.1", 0)
-    with pytest.raises(RefusedByPeer, match=r"protocol version 3.*speaks 2.*Upgrade"):
+    with pytest.raises(Refused, match=r"protocol version 3.*speaks 2.*Upgrade"):
         await peer(url, bob, http).pull()
 
 
@@ -534,7 +535,7 @@ async def test_a_node_whose_disk_is_full_refuses_a_push_and_loses_nothing(
     # Cap Alice's file at its current size: SQLite fails as on a full disk.
     pages = alice.main.conn.execute("PRAGMA page_count").fetchone()[0]
     alice.main.conn.execute(f"PRAGMA max_page_count = {pages}")
-    with pytest.raises(RefusedByPeer, match=r"cannot store changesets.*disk is full"):
+    with pytest.raises(Refused, match=r"cannot store changesets.*disk is full"):
         await peer(url, bob, http, attempts=2, backoff=0.01).push()
     assert state(alice) == before
     alice.main.conn.execute("PRAGMA max_page_count = 1073741823")  # space again

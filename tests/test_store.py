@@ -10,13 +10,14 @@ from conftest import ReplicaFactory
 
 from p2p_prophet.clock import pack
 from p2p_prophet.errors import (
+    InvalidValue,
     NotAReplica,
     ProphetError,
     RecordNotFound,
     ReplicaNotFound,
     StorageError,
 )
-from p2p_prophet.model import ChangeSet, InvalidValue, Kind, Op, PropChange, Stamp
+from p2p_prophet.model import ChangeSet, Kind, Op, PropChange, Stamp
 from p2p_prophet.store import Replica
 from p2p_prophet.store.schema import SCHEMA_VERSION
 

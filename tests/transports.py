@@ -13,17 +13,15 @@ from typing import Any
 
 import trio
 
-from p2p_prophet.errors import ProphetError
 from p2p_prophet.net import NodeApp, Peer, ReplicaWorker, serve
-from p2p_prophet.net.client import RefusedByPeer, new_http_client
 from p2p_prophet.net.client import clone as net_clone
+from p2p_prophet.net.client import new_http_client
 from p2p_prophet.store import Replica
-from p2p_prophet.sync import DatabaseMismatch, TransferResult, clone, transfer
+from p2p_prophet.sync import TransferResult, clone, transfer
 
 
 class PathTransport:
     name = "path"
-    mismatch: type[ProphetError] = DatabaseMismatch
     can_force = True
 
     def transfer(
@@ -81,8 +79,6 @@ class Node:
 class HttpTransport:
     """``push=False``: the receiver pulls from a node serving the sender; ``push=True``:
     the sender pushes to a node serving the receiver."""
-
-    mismatch: type[ProphetError] = RefusedByPeer
 
     def __init__(self, *, push: bool) -> None:
         self.push = push

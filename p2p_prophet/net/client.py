@@ -28,7 +28,7 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
@@ -38,7 +38,7 @@ import trio
 
 from p2p_prophet import __version__
 from p2p_prophet.clock import utc_minutes
-from p2p_prophet.errors import ProphetError
+from p2p_prophet.errors import ErrorCode, ProphetError, Refused
 from p2p_prophet.net.binding import EXCHANGE_PATH, HELLO_PATH, MEDIA_TYPE, PREFIX, PUSH_PATH
 from p2p_prophet.net.worker import ReplicaWorker
 from p2p_prophet.security import membership
@@ -46,17 +46,15 @@ from p2p_prophet.security.identity import Identity
 from p2p_prophet.security.invite import InvalidInvite, Invite
 from p2p_prophet.security.tls import NotTrusted, fingerprint_client_context
 from p2p_prophet.store import Replica
+from p2p_prophet.store.replica import check_free
 from p2p_prophet.sync import exchange
-from p2p_prophet.sync.integrate import IntegrationResult
+from p2p_prophet.sync.exchange import Caller, SyncResult, TransferResult
 from p2p_prophet.sync.plan import DEFAULT_BATCH
-from p2p_prophet.sync.transfer import TransferResult
-from p2p_prophet.sync.vector import count_lacking
 from p2p_prophet.url import check_node_url
 from p2p_prophet.wire import (
     DEFAULT_LIMITS,
     Batch,
     Error,
-    ErrorCode,
     Hello,
     Limits,
     PeerError,
@@ -103,20 +101,13 @@ class NetworkError(ProphetError):
     """The peer could not be reached, or the connection broke and retries ran out."""
 
 
-class NotAccepted(ProphetError):
-    """A TLS handshake failed on identity: the peer is not a member (we refused it), or
-    it does not take this replica as one (it refused us).  Never retried: trying again
-    would be refused again.  Nothing was sent either way."""
+class NotAccepted(Refused):
+    """A TLS handshake failed on identity, or the node said ``not-member``: the peer is
+    not a member (we refused it), or it does not take this replica as one (it refused
+    us).  Never retried: trying again would be refused again.  Nothing was sent."""
 
-
-class RefusedByPeer(ProphetError):
-    """The peer answered, and refused (another database, a version it does not speak…).
-    ``retry_after``: the seconds a busy node asked us to wait (its Retry-After), if any."""
-
-    def __init__(self, code: ErrorCode, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.retry_after = retry_after
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.NOT_MEMBER, message)
 
 
 @dataclass(frozen=True)
@@ -127,12 +118,6 @@ class Progress:
     done: int  # changesets (and resolutions) sent or integrated so far
     total: int  # how many there are to move in all
     bytes: int  # bytes of transfer stream so far
-
-
-@dataclass
-class SyncResult:
-    pulled: TransferResult = field(default_factory=TransferResult)
-    pushed: TransferResult = field(default_factory=TransferResult)
 
 
 _TRANSIENT_CODES = {ErrorCode.TRUNCATED, ErrorCode.UNAVAILABLE}
@@ -210,43 +195,36 @@ class Peer:
     async def pull(self, *, force: bool = False) -> TransferResult:
         """Integrate what the node has and this replica lacks (``force``: even from
         another database)."""
-        result = TransferResult()
-        await self._retrying(lambda: self._pull(result, force=force))
-        return result
+        caller = self.caller(force=force)
+        await self.pull_into(caller)
+        return caller.pulled
 
     async def push(self) -> TransferResult:
         """Give the node what this replica has and it lacks (what the node did with it)."""
-        result = TransferResult()
-
-        async def attempt() -> None:
-            mine, theirs = await self._greet(force=False, pushing=True)
-            if exchange.in_sync(mine, theirs):
-                return
-            their_vectors = await self._vectors_only(mine, theirs)
-            await self._push(mine, theirs, their_vectors, result)
-
-        await self._retrying(attempt)
-        return result
+        caller = self.caller()
+        await self.push_from(caller)
+        return caller.pushed
 
     async def sync(self) -> SyncResult:
-        """Pull and push in one exchange; afterwards both hold the same changesets."""
-        result = SyncResult()
+        """Pull and push (:func:`p2p_prophet.sync.exchange.sync`); afterwards both hold
+        the same changesets."""
+        return await exchange.sync(self, self.caller())
 
-        async def attempt() -> None:
-            mine, theirs, their_vectors = await self._pull(result.pulled, force=False)
-            if their_vectors is None:
-                return
-            mine = await self.worker.run(exchange.hello, self.replica)
-            await self._push(mine, theirs, their_vectors, result.pushed)
+    def caller(self, *, force: bool = False) -> Caller:
+        """This replica's side of an operation with this node."""
+        return Caller(self.replica, self.url, force=force, after_integrate=self.after_integrate)
 
-        await self._retrying(attempt)
-        if result.pushed.changesets.resolutions_minted:
-            # The node answered conflicts while taking our changesets: bring its answers
-            # back, so that both sides end with the very same changesets.
-            more = await self.pull()
-            result.pulled.resolutions.add(more.resolutions)
-            result.pulled.changesets.add(more.changesets)
-        return result
+    @property
+    def where(self) -> str:
+        return self.url
+
+    async def pull_into(self, caller: Caller) -> None:
+        """One pull (retried), into ``caller`` (:class:`~p2p_prophet.sync.Remote`)."""
+        await self._retrying(lambda: self._pull(caller))
+
+    async def push_from(self, caller: Caller) -> None:
+        """One push (retried), from ``caller`` (:class:`~p2p_prophet.sync.Remote`)."""
+        await self._retrying(lambda: self._push(caller))
 
     # -- one attempt of each ---------------------------------------------------------------
 
@@ -263,41 +241,20 @@ class Peer:
                 ) from None
             raise
 
-    async def _greet(self, *, force: bool, pushing: bool = False) -> tuple[Hello, Hello]:
+    async def _greet(self, caller: Caller) -> bool:
+        """The node's HELLO, checked; True if both hold the same changesets."""
         theirs = await self._hello()
-        mine = await self.worker.run(exchange.hello, self.replica)
-        try:
-            exchange.check_peer(mine, theirs, force=force and not pushing)
-        except ProtocolError as exc:
-            if exc.code is ErrorCode.WRONG_DATABASE:
-                hint = (
-                    "a node never takes changesets from another database; to merge them, "
-                    "its owner can pull from this replica with --force"
-                    if pushing
-                    else "to merge the two databases anyway, pull with --force"
-                )
-                raise RefusedByPeer(
-                    exc.code,
-                    f"{self.url} holds database {theirs.db_uuid}, this replica "
-                    f"{mine.db_uuid}; {hint}",
-                ) from None
-            raise RefusedByPeer(exc.code, f"{self.url}: {exc}") from None
-        return mine, theirs
+        return await self.worker.run(caller.greet, theirs)
 
-    async def _pull(
-        self, result: TransferResult, *, force: bool
-    ) -> tuple[Hello, Hello, Vectors | None]:
-        mine, theirs = await self._greet(force=force)
-        if exchange.in_sync(mine, theirs):
-            return mine, theirs, None
-        my_vectors = await self.worker.run(exchange.vectors, self.replica, theirs)
-        params = {"force": "1"} if force else {}
-        greeting = encode(mine) + encode(my_vectors)
-        their_vectors: Vectors | None = None
+    async def _pull(self, caller: Caller) -> None:
+        if await self._greet(caller):
+            return
+        mine, my_vectors = await self.worker.run(_opening, caller)
+        params = {"force": "1"} if caller.force else {}
         async with self.http.stream(
             "POST",
             self.url + EXCHANGE_PATH,
-            content=greeting,
+            content=encode(mine) + encode(my_vectors),
             params=params,
             headers={"content-type": MEDIA_TYPE},
         ) as response:
@@ -307,59 +264,30 @@ class Peer:
                 )
             self._check_media_type(response)
             reader = TransferReader(preamble=(Vectors,), limits=self.limits)
-            total = 0
-            done = 0
+            total = done = 0
             async for chunk in response.aiter_raw():
                 for event in reader.feed(chunk):
                     if isinstance(event, Vectors):
-                        their_vectors = event
-                        await self.worker.run(self._check_witnesses, event)
-                        total = count_lacking(event.main, my_vectors.main) + count_lacking(
-                            event.resolutions, my_vectors.resolutions
-                        )
+                        total = await self.worker.run(caller.take_vectors, event)
                     elif isinstance(event, Batch):
-                        integrated = await self.worker.run(self._integrate, event)
-                        (result.resolutions if event.resolution else result.changesets).add(
-                            integrated
-                        )
+                        await self.worker.run(caller.integrate, event)
                         done += len(event.changesets)
                         self._report("pull", done, total, reader.bytes_received)
             reader.close()
-        assert their_vectors is not None
-        return mine, theirs, their_vectors
 
-    async def _vectors_only(self, mine: Hello, theirs: Hello) -> Vectors:
-        my_vectors = await self.worker.run(exchange.vectors, self.replica, theirs)
-        body = await request(
-            self.http,
-            "POST",
-            self.url + EXCHANGE_PATH,
-            self.limits,
-            content=encode(mine) + encode(my_vectors),
-            params={"pull": "0"},
-        )
-        reader = TransferReader(preamble=(Vectors,), limits=self.limits)
-        events = reader.feed(body)
-        reader.close()
-        vectors = events[0]
-        assert isinstance(vectors, Vectors)
-        await self.worker.run(self._check_witnesses, vectors)
-        return vectors
-
-    async def _push(
-        self, mine: Hello, theirs: Hello, their_vectors: Vectors, result: TransferResult
-    ) -> None:
-        replica = self.replica
-        my_vectors = await self.worker.run(exchange.vectors, replica, theirs)
-        total = count_lacking(my_vectors.main, their_vectors.main) + count_lacking(
-            my_vectors.resolutions, their_vectors.resolutions
-        )
-        if total == 0:
+    async def _push(self, caller: Caller) -> None:
+        if caller.needs_greeting():
+            if await self._greet(caller):
+                return
+            await self._vectors_only(caller)
+        planned = await self.worker.run(caller.plan_push, self.batch_size)
+        if planned is None:
             return
+        total, batches = planned
+        mine, my_vectors = await self.worker.run(_opening, caller)
 
         async def stream() -> AsyncIterator[bytes]:
             yield encode(mine) + encode(my_vectors)
-            batches = exchange.outgoing(replica, their_vectors, self.batch_size)
             sent = done = 0
             while (step := await self.worker.run(next, batches, None)) is not None:
                 resolution, rows = step
@@ -373,23 +301,27 @@ class Peer:
         body = await request(self.http, "POST", self.url + PUSH_PATH, self.limits, content=stream())
         [receipt] = read_messages(body, (Receipt,), self.limits)
         assert isinstance(receipt, Receipt)
-        result.resolutions.add(exchange.result_of(receipt.resolutions))
-        result.changesets.add(exchange.result_of(receipt.changesets))
+        caller.take_receipt(receipt)
+
+    async def _vectors_only(self, caller: Caller) -> None:
+        """Ask the node for its vectors alone (an exchange with ``pull=0``)."""
+        mine, my_vectors = await self.worker.run(_opening, caller)
+        body = await request(
+            self.http,
+            "POST",
+            self.url + EXCHANGE_PATH,
+            self.limits,
+            content=encode(mine) + encode(my_vectors),
+            params={"pull": "0"},
+        )
+        reader = TransferReader(preamble=(Vectors,), limits=self.limits)
+        events = reader.feed(body)
+        reader.close()
+        vectors = events[0]
+        assert isinstance(vectors, Vectors)
+        await self.worker.run(caller.take_vectors, vectors)
 
     # -- helpers ---------------------------------------------------------------------------
-
-    def _integrate(self, batch: Batch) -> IntegrationResult:
-        """Integrate one pulled batch (on the worker thread), then run the after-hook."""
-        result = exchange.integrate_batch(self.replica, batch)
-        if self.after_integrate is not None and result.integrated:
-            self.after_integrate(self.replica, batch)
-        return result
-
-    def _check_witnesses(self, vectors: Vectors) -> None:
-        try:
-            exchange.check_witnesses(self.replica, vectors)
-        except ProtocolError as exc:
-            raise RefusedByPeer(exc.code, f"{exc} (found while syncing with {self.url})") from None
 
     def _report(self, direction: str, done: int, total: int, size: int) -> None:
         if self.progress is not None:
@@ -405,7 +337,7 @@ class Peer:
         for n in range(1, self.attempts + 1):
             try:
                 return await attempt()
-            except (httpx.TransportError, ProtocolError, RefusedByPeer) as exc:
+            except (httpx.TransportError, Refused) as exc:
                 refusal = tls_refusal(self.url, exc) or not_tls(self.url, exc)
                 if refusal is not None:
                     raise refusal from None
@@ -415,7 +347,7 @@ class Peer:
                     raise self._explained(exc) from None
                 self.retries += 1
                 wait = self.backoff * 2 ** (n - 1) * random.uniform(0.5, 1.5)
-                if isinstance(exc, RefusedByPeer) and exc.retry_after is not None:
+                if isinstance(exc, Refused) and exc.retry_after is not None:
                     wait = max(wait, exc.retry_after)  # a busy node said how long
                 await trio.sleep(wait)
         raise AssertionError("unreachable")
@@ -423,8 +355,12 @@ class Peer:
     def _explained(self, exc: Exception) -> ProphetError:
         url = self.url
         tries = "tried once" if self.attempts == 1 else f"tried {self.attempts} times"
-        if isinstance(exc, RefusedByPeer):
-            return exc
+        if (
+            isinstance(exc, Refused)
+            and not isinstance(exc, ProtocolError)
+            and exc.code is not ErrorCode.INVALID_CHANGESET
+        ):
+            return exc  # already explained, by the exchange or by checked()
         if closed_after_handshake(url, exc):
             # A node that refuses a certificate it never trusted closes without a word,
             # as does a node stopping in the middle: only retries tell them apart.
@@ -449,12 +385,17 @@ class Peer:
         if isinstance(exc, PeerError) and exc.code is ErrorCode.NOT_MEMBER:
             return NotAccepted(f"{url} refused: {exc}")
         if isinstance(exc, PeerError):
-            return RefusedByPeer(exc.code, f"{url} refused: {exc}")
+            return Refused(exc.code, f"{url} refused: {exc}")
         if isinstance(exc, ProtocolError) and exc.code is ErrorCode.UNSUPPORTED_VERSION:
-            return RefusedByPeer(exc.code, f"{url} cannot be synced with: {exc}")
-        if isinstance(exc, ProtocolError):
+            return Refused(exc.code, f"{url} cannot be synced with: {exc}")
+        if isinstance(exc, Refused):  # what the node sent breaks the protocol
             return NetworkError(f"{url} broke the protocol ({exc.code}): {exc}")
         return NetworkError(f"{url}: {type(exc).__name__}: {exc}")
+
+
+def _opening(caller: Caller) -> tuple[Hello, Vectors]:
+    """What a request of the caller's begins with: its HELLO and its vectors."""
+    return caller.hello(), caller.vectors()
 
 
 async def fetch_hello(http: HttpClient, url: str, limits: Limits = DEFAULT_LIMITS) -> Hello:
@@ -483,7 +424,7 @@ async def request(http: HttpClient, method: str, url: str, limits: Limits, **opt
 def check_media_type(url: str, response: httpx.Response) -> None:
     media = response.headers.get("content-type", "").split(";")[0].strip()
     if media != MEDIA_TYPE:
-        raise RefusedByPeer(
+        raise Refused(
             ErrorCode.MALFORMED,
             f"{url} is not a p2p-prophet node: it answered HTTP "
             f"{response.status_code} with {media or 'no content type'}",
@@ -492,7 +433,7 @@ def check_media_type(url: str, response: httpx.Response) -> None:
 
 def checked(url: str, response: httpx.Response, body: bytes, limits: Limits) -> bytes:
     """``body`` if the response is a 200 of ours; else the refusal it carries, raised as
-    :class:`RefusedByPeer`."""
+    :class:`Refused`."""
     check_media_type(url, response)
     if response.status_code == 200:
         return body
@@ -502,14 +443,10 @@ def checked(url: str, response: httpx.Response, body: bytes, limits: Limits) -> 
     except PeerError as exc:
         if exc.code is ErrorCode.NOT_MEMBER:
             raise NotAccepted(f"{url} refused: {exc}") from None
-        raise RefusedByPeer(
-            exc.code, f"{url} refused: {exc}", _retry_after(response.headers)
-        ) from None
+        raise Refused(exc.code, f"{url} refused: {exc}", _retry_after(response.headers)) from None
     except ProtocolError:
         pass
-    raise RefusedByPeer(
-        ErrorCode.UNKNOWN, f"{url} answered HTTP {response.status_code} without a reason"
-    )
+    raise Refused(ErrorCode.UNKNOWN, f"{url} answered HTTP {response.status_code} without a reason")
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:
@@ -617,9 +554,9 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 
 def _transient(exc: Exception) -> bool:
-    if isinstance(exc, RefusedByPeer):
+    if isinstance(exc, Refused) and not isinstance(exc, ProtocolError):
         return exc.code is ErrorCode.UNAVAILABLE
-    if isinstance(exc, ProtocolError):
+    if isinstance(exc, Refused):
         return exc.code in _TRANSIENT_CODES
     return isinstance(exc, httpx.TransportError)
 
@@ -663,8 +600,7 @@ async def clone(
     Interrupted, the new replica keeps the whole batches it got; ``pull`` from the same
     URL finishes the job.  ``options`` are :class:`Peer`'s.
     """
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise ProphetError(f"{path} already exists and is not an empty directory")
+    check_free(path)
     theirs = await Peer(url, None, http=http, **options).hello()
     replica = await trio.to_thread.run_sync(lambda: Replica.init(path, db_uuid=theirs.db_uuid))
     try:
@@ -695,14 +631,13 @@ async def clone_with_invite(
             f"this invite expired at {utc_minutes(invite.expires)}; ask for a new one "
             "(`p2p-prophet invite` on a member's laptop)"
         )
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise ProphetError(f"{path} already exists and is not an empty directory")
+    check_free(path)
     guest = invite.identity()
     tls = fingerprint_client_context(guest, invite.inviter)
     async with new_http_client(tls=tls) as http:
         url, theirs = await _first_answer(http, invite.urls, **options)
         if theirs.db_uuid != invite.db_uuid:
-            raise RefusedByPeer(
+            raise Refused(
                 ErrorCode.WRONG_DATABASE,
                 f"{url} holds database {theirs.db_uuid}, not {invite.db_uuid} as the invite "
                 "says; nothing was cloned",
@@ -755,9 +690,9 @@ async def _first_answer(http: HttpClient, urls: Iterable[str], **options: Any) -
 
 __all__ = [
     "NetworkError",
+    "NotAccepted",
     "Peer",
     "Progress",
-    "RefusedByPeer",
     "SyncResult",
     "clone",
     "clone_with_invite",

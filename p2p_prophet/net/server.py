@@ -35,7 +35,7 @@ from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
 
-from p2p_prophet.errors import ProphetError, StorageError
+from p2p_prophet.errors import ProphetError, Refused, StorageError
 from p2p_prophet.net.binding import EXCHANGE_PATH, HELLO_PATH, MEDIA_TYPE, PUSH_PATH, STATUS
 from p2p_prophet.net.bounds import DEFAULT_BOUNDS, ByteBudget, Exchanges, ServerBounds
 from p2p_prophet.net.listener import (
@@ -47,10 +47,10 @@ from p2p_prophet.net.listener import (
     transport_of,
 )
 from p2p_prophet.net.worker import ReplicaWorker
-from p2p_prophet.security.authority import Forbidden
 from p2p_prophet.security.tls import TrustedPeers, peer_fingerprint
 from p2p_prophet.store.database import LogRow
 from p2p_prophet.sync import exchange
+from p2p_prophet.sync.exchange import Callee, Screen
 from p2p_prophet.sync.integrate import IntegrationResult
 from p2p_prophet.sync.plan import DEFAULT_BATCH
 from p2p_prophet.wire import (
@@ -61,7 +61,6 @@ from p2p_prophet.wire import (
     Hello,
     Limits,
     ProtocolError,
-    Receipt,
     TransferReader,
     Vectors,
     encode,
@@ -123,7 +122,7 @@ class NodeApp:
         on_news: Callable[[], None] | None = None,
         after_integrate: Callable[[Any, Batch], None] | None = None,
         trusted: TrustedPeers | None = None,
-        screen: Callable[[Any, str | None, Batch], None] | None = None,
+        screen: Screen | None = None,
         bounds: ServerBounds = DEFAULT_BOUNDS,
     ) -> None:
         self.worker = worker
@@ -136,7 +135,7 @@ class NodeApp:
         self.after_integrate = after_integrate
         self.trusted = trusted
         # Called on the worker thread with the replica, the caller's fingerprint and
-        # each pushed batch, before it is integrated: raises Forbidden to refuse it
+        # each pushed batch, before it is integrated: raises Refused to refuse it
         # (a TLS node screens who may change the membership, security/authority.py).
         self.screen = screen
         self.bounds = bounds
@@ -207,7 +206,7 @@ class NodeApp:
                 await self._counted(
                     caller or str(client[0]), handler, scope, receive, tracked_send, record
                 )
-        except ProtocolError as exc:
+        except Refused as exc:
             record.error = f"{exc.code}: {exc}"
             if not response_started:
                 record.bytes_out = await self._refuse(send, exc)
@@ -245,7 +244,7 @@ class NodeApp:
         finally:
             self.exchanges.finish(key)
 
-    async def _refuse(self, send: Send, exc: ProtocolError, extra_headers: Headers = ()) -> int:
+    async def _refuse(self, send: Send, exc: Refused, extra_headers: Headers = ()) -> int:
         if exc.code is ErrorCode.UNAVAILABLE:
             extra_headers = [
                 *extra_headers,
@@ -267,8 +266,8 @@ class NodeApp:
         rec.bytes_in = len(body)
         theirs, their_vectors = _preamble(body, self.limits)
         del body
-        mine = await self.worker.run(self._prepare, theirs, their_vectors, force)
-        replica = self.worker.replica
+        callee = Callee(self.worker.replica, caller=rec.caller)
+        mine = await self.worker.run(callee.answer, theirs, their_vectors, force)
         await send(
             {
                 "type": "http.response.start",
@@ -281,7 +280,7 @@ class NodeApp:
             rec.bytes_out = len(first) + len(end := encode_end())
             await send({"type": "http.response.body", "body": first + end})
             return
-        batches = exchange.outgoing(replica, their_vectors, self.batch_size)
+        batches = callee.outgoing(their_vectors, self.batch_size)
         pending = first
         async with trio.open_nursery() as nursery:
             # A caller that goes away stops the stream at once, not at its end.
@@ -307,24 +306,22 @@ class NodeApp:
                     finally:
                         self.budget.give_back(held)
                 pending += encode_end()
-            except (StorageError, sqlite3.Error, ProtocolError) as exc:
+            except (StorageError, sqlite3.Error, Refused) as exc:
                 log.error("exchange with %s failed mid-stream: %s", rec.peer, exc)
-                code = exc.code if isinstance(exc, ProtocolError) else ErrorCode.UNAVAILABLE
+                code = exc.code if isinstance(exc, Refused) else ErrorCode.UNAVAILABLE
                 rec.error = f"{code}: {exc}"
                 pending += encode(Error(code, str(exc)))
             await _send_chunk(send, pending, rec, more=False)
             nursery.cancel_scope.cancel()
 
-    def _prepare(self, theirs: Hello, their_vectors: Vectors, force: bool) -> Vectors:
-        replica = self.worker.replica
-        exchange.check_peer(exchange.hello(replica), theirs, force=force)
-        exchange.check_witnesses(replica, their_vectors)
-        return exchange.vectors(replica, theirs)
-
     async def push(self, scope: Scope, receive: Receive, send: Send, rec: ExchangeLog) -> None:
-        replica = self.worker.replica
+        callee = Callee(
+            self.worker.replica,
+            caller=rec.caller,
+            screen=self.screen,
+            after_integrate=self.after_integrate,
+        )
         reader = TransferReader(preamble=(Hello, Vectors), limits=self.limits)
-        resolutions, changesets = IntegrationResult(), IntegrationResult()
         held = 0  # bytes of the budget this request holds
         batch_due = trio.current_time() + self.bounds.batch_deadline
         try:
@@ -338,20 +335,11 @@ class NodeApp:
                 held = self._hold(held, reader.buffered + len(chunk))
                 for event in reader.feed(chunk):
                     if isinstance(event, Hello):
-                        mine = await self.worker.run(exchange.hello, replica)
-                        if event.db_uuid != mine.db_uuid:
-                            raise ProtocolError(
-                                ErrorCode.WRONG_DATABASE,
-                                f"this node holds database {mine.db_uuid}, the caller "
-                                f"{event.db_uuid}: a node never takes changesets from "
-                                "another database (to merge them, its owner pulls with --force)",
-                            )
-                        exchange.check_peer(mine, event)
+                        await self.worker.run(callee.take_hello, event)
                     elif isinstance(event, Vectors):
-                        await self.worker.run(exchange.check_witnesses, replica, event)
+                        await self.worker.run(callee.take_vectors, event)
                     elif isinstance(event, Batch):
-                        done = await self.worker.run(self._integrate, event, rec.caller)
-                        (resolutions if event.resolution else changesets).add(done)
+                        done = await self.worker.run(self._integrate, callee, event)
                         rec.received += done.integrated
                         if done.integrated:
                             if self.on_news is not None:
@@ -365,8 +353,7 @@ class NodeApp:
         finally:
             rec.bytes_in = reader.bytes_received
             self.budget.give_back(held)
-        receipt = Receipt(exchange.counts(resolutions), exchange.counts(changesets))
-        rec.bytes_out = await _respond(send, 200, encode(receipt))
+        rec.bytes_out = await _respond(send, 200, encode(callee.receipt()))
 
     def _hold(self, held: int, needed: int) -> int:
         """Make this request's share of the budget ``needed`` bytes (given ``held``);
@@ -414,26 +401,17 @@ class NodeApp:
         finally:
             self.budget.give_back(held)
 
-    def _integrate(self, batch: Batch, caller: str | None) -> IntegrationResult:
+    def _integrate(self, callee: Callee, batch: Batch) -> IntegrationResult:
         """Integrate a pushed batch, on the worker thread (where the membership changes
         too, so that the check and the integration see the same membership)."""
-        self.check_member(caller)
-        replica = self.worker.replica
-        if self.screen is not None:
-            try:
-                self.screen(replica, caller, batch)
-            except Forbidden as exc:
-                raise ProtocolError(ErrorCode.FORBIDDEN, str(exc)) from None
+        self.check_member(callee.caller)
         try:
-            result = exchange.integrate_batch(replica, batch)
+            return callee.integrate(batch)
         except StorageError as exc:
             # A node that cannot store says so as a refusal (503), which callers retry.
             raise ProtocolError(
                 ErrorCode.UNAVAILABLE, f"this node cannot store changesets: {exc}"
             ) from None
-        if self.after_integrate is not None and result.integrated:
-            self.after_integrate(replica, batch)
-        return result
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -489,7 +467,7 @@ async def _respond(send: Send, status: int, body: bytes, extra_headers: Headers 
     return len(body)
 
 
-async def _refuse(send: Send, exc: ProtocolError, extra_headers: Headers = ()) -> int:
+async def _refuse(send: Send, exc: Refused, extra_headers: Headers = ()) -> int:
     body = encode(Error(exc.code, str(exc)))
     return await _respond(send, STATUS[exc.code], body, extra_headers)
 

@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from p2p_prophet.errors import ProphetError
+from p2p_prophet.errors import ErrorCode, Refused
 from p2p_prophet.model import ChangeSet, Op, Record, Value
 from p2p_prophet.security.identity import _raw_public, load_certificate
 from p2p_prophet.security.membership import (
@@ -62,9 +62,12 @@ if TYPE_CHECKING:
 Incoming = tuple[ChangeSet, bytes, bytes | None]
 
 
-class Forbidden(ProphetError):
+class Forbidden(Refused):
     """A pushed batch holds changes its caller may not make (the module's rules);
-    nothing of it was written."""
+    nothing of it was written.  A refusal with the code FORBIDDEN."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.FORBIDDEN, message)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from p2p_prophet.sim.peer import SimPeer
-from p2p_prophet.sync.transfer import transfer
+from p2p_prophet.sync.local import transfer
 
 RTYPE = "ticket"
 Kind = Literal["create", "update", "delete"]

@@ -14,13 +14,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from p2p_prophet.clock import HybridClock
-from p2p_prophet.errors import ProphetError, RecordNotFound
+from p2p_prophet.errors import InvalidValue, ProphetError, RecordNotFound
 from p2p_prophet.model import (
     MAX_EDIT_BYTES,
     MAX_PROPS_PER_CHANGE,
     Change,
     ChangeSet,
-    InvalidValue,
     Kind,
     Op,
     PropChange,

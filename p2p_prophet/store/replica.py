@@ -27,7 +27,13 @@ from types import TracebackType
 from typing import Any
 
 from p2p_prophet.clock import HybridClock
-from p2p_prophet.errors import IdentityError, NotAReplica, ProphetError, ReplicaNotFound
+from p2p_prophet.errors import (
+    AlreadyExists,
+    IdentityError,
+    NotAReplica,
+    ProphetError,
+    ReplicaNotFound,
+)
 from p2p_prophet.model import MAX_CREATOR_LENGTH, ChangeSet, Value, check_text, check_uuid
 from p2p_prophet.security.identity import CERT_FILE, KEY_FILE, Identity
 from p2p_prophet.security.signing import Signer
@@ -145,8 +151,7 @@ class Replica:
         interrupted ``create`` never leaves a half-made replica.
         """
         path = Path(path)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise ProphetError(f"{path} already exists and is not an empty directory")
+        check_free(path)
         # Meta entries beyond the identity every database gets: (replica.db, resolutions.db).
         main_meta: dict[str, Any] = {}
         resolutions_meta: dict[str, Any] = {}
@@ -374,3 +379,10 @@ def is_replica(path: Path) -> bool:
 
 
 __all__ = ["NotAReplica", "Replica", "ReplicaNotFound", "default_creator", "is_replica"]
+
+
+def check_free(path: Path) -> None:
+    """Raise :class:`~p2p_prophet.errors.AlreadyExists` unless ``path`` can take a new
+    replica: it is absent, or an empty directory."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise AlreadyExists(f"{path} already exists and is not an empty directory")

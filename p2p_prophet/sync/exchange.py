@@ -1,27 +1,68 @@
-"""The exchange between two replicas as messages, sans-IO (docs/protocol.md).
+"""The exchange between two replicas, sans-IO: the caller's side and the callee's.
 
-These functions give each step of the exchange of the design brief its data: the hello
-a node shows, the checks it makes of its peer's, the vectors (with witnesses) it sends,
-the batches it streams, and the integration of a batch it receives.  They touch storage
-and so block; a transport runs them on the replica's worker thread, one call per batch.
-The network node (``net/``) and the simulator (``sim/``) are two such transports.
+Every step of the exchange of the design brief lives here, once: the HELLO each side
+shows, the checks each makes of the other's, the vectors (with witnesses) they trade,
+the batches planned from them, the integration of each batch received, the receipt of a
+push, and the ``sync`` composition (pull, push, pull again what the peer minted).
+:class:`Caller` is the side that starts an operation, :class:`Callee` the side that
+answers; neither does I/O beyond the replica's store.
+
+A *remote* (:class:`Remote`) carries the messages between them: another replica opened
+here (:mod:`p2p_prophet.sync.local`), a node over HTTP (:class:`p2p_prophet.net.Peer`,
+whose server runs a :class:`Callee` per request), or the simulator's in-memory network
+(which runs that same client and server).  Every method that touches storage blocks; a
+trio transport runs it on the replica's worker thread, one call per batch.
+
+Every refusal, whichever side finds it, is a :class:`~p2p_prophet.errors.Refused` whose
+code says why (WRONG_DATABASE, SAME_REPLICA, LOST_HISTORY, INVALID_CHANGESET, ...).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import astuple
+from collections.abc import Callable, Iterator
+from dataclasses import astuple, dataclass, field
+from typing import Protocol
 
+from p2p_prophet.errors import ErrorCode, Refused
 from p2p_prophet.store.database import Database, LogRow
 from p2p_prophet.store.replica import Replica
 from p2p_prophet.sync.integrate import IntegrationError, IntegrationResult, integrate_decoded
 from p2p_prophet.sync.plan import DEFAULT_BATCH, DEFAULT_BATCH_BYTES, plan
-from p2p_prophet.sync.vector import heads_digest
-from p2p_prophet.wire import Batch, Counts, ErrorCode, Hello, ProtocolError, Vectors, Witness
+from p2p_prophet.sync.vector import count_lacking, heads_digest
+from p2p_prophet.wire import Batch, Counts, Hello, Receipt, Vectors, Witness
+
+AfterIntegrate = Callable[[Replica, Batch], None]
+Screen = Callable[[Replica, "str | None", Batch], None]
+
+
+@dataclass
+class TransferResult:
+    """What one direction of an exchange did: resolution database and records."""
+
+    resolutions: IntegrationResult = field(default_factory=IntegrationResult)
+    changesets: IntegrationResult = field(default_factory=IntegrationResult)
+
+    def add(self, other: TransferResult) -> None:
+        self.resolutions.add(other.resolutions)
+        self.changesets.add(other.changesets)
+
+    def to_json(self) -> dict[str, dict[str, int]]:
+        return {"resolutions": vars(self.resolutions), "changesets": vars(self.changesets)}
+
+
+@dataclass
+class SyncResult:
+    """What a sync did each way."""
+
+    pulled: TransferResult = field(default_factory=TransferResult)
+    pushed: TransferResult = field(default_factory=TransferResult)
+
+
+# -- the steps -----------------------------------------------------------------------------
 
 
 def hello(replica: Replica) -> Hello:
-    """What this replica says first: who it is and the digests of its two vectors."""
+    """What a replica says first: who it is and the digests of its two vectors."""
     return Hello(
         db_uuid=replica.db_uuid,
         replica_uuid=replica.uuid,
@@ -43,18 +84,21 @@ def in_sync(mine: Hello, theirs: Hello) -> bool:
     )
 
 
-def check_peer(mine: Hello, theirs: Hello, *, force: bool = False) -> None:
+def check_peer(mine: Hello, theirs: Hello, *, force: bool = False, where: str = "the peer") -> None:
     """Refuse to exchange with this replica itself, or with another database unless
-    ``force``.  Raises :class:`ProtocolError` (SAME_REPLICA, WRONG_DATABASE)."""
+    ``force``.  Raises :class:`Refused` (SAME_REPLICA, WRONG_DATABASE); ``where`` names
+    the peer in the message."""
     if theirs.replica_uuid == mine.replica_uuid:
-        raise ProtocolError(
-            ErrorCode.SAME_REPLICA, f"the peer is this replica itself ({mine.replica_uuid})"
+        raise Refused(
+            ErrorCode.SAME_REPLICA, f"{where} is this replica itself ({mine.replica_uuid})"
         )
     if theirs.db_uuid != mine.db_uuid and not force:
-        raise ProtocolError(
+        raise Refused(
             ErrorCode.WRONG_DATABASE,
-            f"the peer holds database {theirs.db_uuid}, this replica {mine.db_uuid}: "
-            "different databases are never synced",
+            f"{where} holds database {theirs.db_uuid}, this replica {mine.db_uuid}: "
+            "different databases are never synced. To merge them into one anyway, pull "
+            "with --force (their records then live in both; a node takes changesets of "
+            "its own database only)",
         )
 
 
@@ -74,13 +118,13 @@ def vectors(replica: Replica, peer: Hello | None) -> Vectors:
     return Vectors(replica.main.tickets(), replica.resolutions.tickets(), tuple(witnesses))
 
 
-def check_witnesses(replica: Replica, theirs: Vectors) -> None:
+def check_witnesses(replica: Replica, theirs: Vectors, *, where: str = "its peer") -> None:
     """Check the peer's copies of this replica's own changesets against its logs.
 
     A peer holding more of them than this replica made, or holding another changeset
     under the same number, means this replica lost changesets it had shared (restored
     from an old backup) and renumbered new ones: peers would skip those as already seen
-    and never converge.  Raises :class:`ProtocolError` (LOST_HISTORY).
+    and never converge.  Raises :class:`Refused` (LOST_HISTORY).
     """
     own = {
         replica.uuid: replica.main,
@@ -92,10 +136,10 @@ def check_witnesses(replica: Replica, theirs: Vectors) -> None:
             continue
         made = db.ticket(w.origin)
         if w.seq > made or db.changeset_id(w.origin, w.seq) != w.id:
-            raise ProtocolError(
+            raise Refused(
                 ErrorCode.LOST_HISTORY,
                 f"replica {replica.uuid} has lost changesets it already shared and "
-                f"renumbered new ones: its peer holds another #{w.seq} of its changesets "
+                f"renumbered new ones: {where} holds another #{w.seq} of its changesets "
                 f"than it has (it has made {made}). Do not edit it; clone a fresh replica "
                 "instead",
             )
@@ -115,15 +159,22 @@ def outgoing(
         yield False, rows
 
 
+def lacking(mine: Vectors, theirs: Vectors) -> int:
+    """How many changesets (and resolutions) the side with ``theirs`` lacks of ``mine``."""
+    return count_lacking(mine.main, theirs.main) + count_lacking(
+        mine.resolutions, theirs.resolutions
+    )
+
+
 def integrate_batch(replica: Replica, batch: Batch) -> IntegrationResult:
     """Integrate one received batch in one transaction (into the resolution database if
     it holds resolutions).  A batch that breaks the protocol (a gap, a nullification,
     and into a signed replica an unsigned or badly signed changeset or a broken chain)
-    raises :class:`ProtocolError` (INVALID_CHANGESET) and writes nothing."""
+    raises :class:`Refused` (INVALID_CHANGESET) and writes nothing."""
     try:
         return integrate_decoded(replica, batch.changesets, resolutions=batch.resolution)
     except IntegrationError as exc:
-        raise ProtocolError(ErrorCode.INVALID_CHANGESET, str(exc)) from None
+        raise Refused(ErrorCode.INVALID_CHANGESET, str(exc)) from None
 
 
 def counts(result: IntegrationResult) -> Counts:
@@ -132,3 +183,198 @@ def counts(result: IntegrationResult) -> Counts:
 
 def result_of(c: Counts) -> IntegrationResult:
     return IntegrationResult(*astuple(c))
+
+
+# -- the two sides -------------------------------------------------------------------------
+
+
+class Caller:
+    """This replica's side of one operation (a pull, a push, or a sync) that it starts
+    with the peer ``where`` names (a URL or a path, for messages).
+
+    It remembers what the peer said, so that a sync's push plans from the vectors its
+    pull received, and it adds up what moved (:attr:`pulled`, :attr:`pushed`).
+    ``force``: take changesets of another database.  ``after_integrate`` runs right
+    after each pulled batch is committed (a node makes its TLS trust follow membership
+    changes there).
+    """
+
+    def __init__(
+        self,
+        replica: Replica,
+        where: str,
+        *,
+        force: bool = False,
+        after_integrate: AfterIntegrate | None = None,
+    ) -> None:
+        self.replica = replica
+        self.where = where
+        self.force = force
+        self.after_integrate = after_integrate
+        self.peer: Hello | None = None  # the peer's last HELLO
+        self.their_vectors: Vectors | None = None  # the peer's last vectors, not yet used
+        self.settled = False  # the last greeting found both holding the same changesets
+        self.pulled = TransferResult()
+        self.pushed = TransferResult()
+
+    def hello(self) -> Hello:
+        return hello(self.replica)
+
+    def greet(self, theirs: Hello) -> bool:
+        """Check the peer's HELLO; True if both hold the same changesets (nothing to
+        do).  Raises :class:`Refused` (SAME_REPLICA, WRONG_DATABASE unless ``force``)."""
+        mine = self.hello()
+        check_peer(mine, theirs, force=self.force, where=self.where)
+        self.peer = theirs
+        self.settled = in_sync(mine, theirs)
+        return self.settled
+
+    def vectors(self) -> Vectors:
+        """This replica's vectors, with witnesses about the greeted peer's logs."""
+        return vectors(self.replica, self.peer)
+
+    def take_vectors(self, theirs: Vectors) -> int:
+        """Check and keep the peer's vectors; returns how many changesets this replica
+        lacks of the peer's.  Raises :class:`Refused` (LOST_HISTORY)."""
+        check_witnesses(self.replica, theirs, where=self.where)
+        self.their_vectors = theirs
+        return lacking(theirs, vectors(self.replica, None))
+
+    def integrate(self, batch: Batch) -> IntegrationResult:
+        """Integrate one pulled batch (see :func:`integrate_batch`)."""
+        result = integrate_batch(self.replica, batch)
+        (self.pulled.resolutions if batch.resolution else self.pulled.changesets).add(result)
+        if self.after_integrate is not None and result.integrated:
+            self.after_integrate(self.replica, batch)
+        return result
+
+    def needs_greeting(self) -> bool:
+        """Whether a push must greet the peer and ask for its vectors first: not right
+        after a pull, which kept them (or found both holding the same)."""
+        return not self.settled and self.their_vectors is None
+
+    def plan_push(
+        self, batch_size: int = DEFAULT_BATCH
+    ) -> tuple[int, Iterator[tuple[bool, list[LogRow]]]] | None:
+        """What the peer lacks, from its kept vectors: how many changesets, and their
+        batches; None if it lacks nothing.  The vectors are used up, so that a push
+        tried again greets the peer again."""
+        theirs, self.their_vectors = self.their_vectors, None
+        settled, self.settled = self.settled, False
+        if settled or theirs is None:
+            return None
+        total = lacking(vectors(self.replica, None), theirs)
+        if total == 0:
+            return None
+        return total, outgoing(self.replica, theirs, batch_size)
+
+    def take_receipt(self, receipt: Receipt) -> None:
+        """Add what the peer says it did with a push."""
+        self.pushed.resolutions.add(result_of(receipt.resolutions))
+        self.pushed.changesets.add(result_of(receipt.changesets))
+
+
+class Callee:
+    """This replica's side of one request another replica makes of it.
+
+    ``caller``: who calls (a TLS fingerprint, or None), as given to ``screen``, which is
+    called with the replica, the caller and each pushed batch before it is integrated
+    and raises :class:`Refused` to refuse it (a node screens who may change the
+    membership).  ``after_integrate`` runs after each pushed batch is committed.
+    """
+
+    def __init__(
+        self,
+        replica: Replica,
+        *,
+        caller: str | None = None,
+        screen: Screen | None = None,
+        after_integrate: AfterIntegrate | None = None,
+    ) -> None:
+        self.replica = replica
+        self.caller = caller
+        self.screen = screen
+        self.after_integrate = after_integrate
+        self.peer: Hello | None = None
+        self.received = TransferResult()
+
+    def hello(self) -> Hello:
+        return hello(self.replica)
+
+    def answer(self, theirs: Hello, their_vectors: Vectors, force: bool = False) -> Vectors:
+        """The caller's HELLO and vectors checked, this replica's vectors to answer them
+        (after which :meth:`outgoing` plans what the caller lacks).  Raises
+        :class:`Refused` (SAME_REPLICA, WRONG_DATABASE unless ``force``, LOST_HISTORY)."""
+        check_peer(self.hello(), theirs, force=force, where="the caller")
+        self.peer = theirs
+        check_witnesses(self.replica, their_vectors, where="the caller")
+        return vectors(self.replica, theirs)
+
+    def outgoing(
+        self, theirs: Vectors, batch_size: int = DEFAULT_BATCH
+    ) -> Iterator[tuple[bool, list[LogRow]]]:
+        return outgoing(self.replica, theirs, batch_size)
+
+    def take_hello(self, theirs: Hello, *, force: bool = False) -> None:
+        """Check a pusher's HELLO.  Raises :class:`Refused` (SAME_REPLICA, and
+        WRONG_DATABASE unless ``force``: a node never takes another database's)."""
+        mine = self.hello()
+        if theirs.db_uuid != mine.db_uuid and not force:
+            raise Refused(
+                ErrorCode.WRONG_DATABASE,
+                f"this replica holds database {mine.db_uuid}, the caller "
+                f"{theirs.db_uuid}: a node never takes changesets from another database "
+                "(to merge them, its owner pulls with --force)",
+            )
+        check_peer(mine, theirs, force=force, where="the caller")
+        self.peer = theirs
+
+    def take_vectors(self, theirs: Vectors) -> None:
+        """Check a pusher's witnesses.  Raises :class:`Refused` (LOST_HISTORY)."""
+        check_witnesses(self.replica, theirs, where="the caller")
+
+    def integrate(self, batch: Batch) -> IntegrationResult:
+        """Screen and integrate one pushed batch (see :func:`integrate_batch`)."""
+        if self.screen is not None:
+            self.screen(self.replica, self.caller, batch)
+        result = integrate_batch(self.replica, batch)
+        (self.received.resolutions if batch.resolution else self.received.changesets).add(result)
+        if self.after_integrate is not None and result.integrated:
+            self.after_integrate(self.replica, batch)
+        return result
+
+    def receipt(self) -> Receipt:
+        """What this side did with a push, for the caller."""
+        return Receipt(counts(self.received.resolutions), counts(self.received.changesets))
+
+
+# -- the composition -----------------------------------------------------------------------
+
+
+class Remote(Protocol):
+    """Another replica, as a caller reaches it: it carries the :class:`Caller`'s messages
+    to the other side's :class:`Callee` and back.  ``where`` names it for people."""
+
+    @property
+    def where(self) -> str: ...
+
+    async def pull_into(self, caller: Caller) -> None:
+        """Integrate into the caller's replica what the remote has and it lacks."""
+
+    async def push_from(self, caller: Caller) -> None:
+        """Give the remote what the caller's replica has and it lacks (from the vectors
+        the caller kept, if its pull just got them)."""
+
+
+async def sync(remote: Remote, caller: Caller) -> SyncResult:
+    """Pull from ``remote``, then push to it; afterwards both hold the same changesets.
+
+    The push plans from the vectors the pull received (no second round trip); if the
+    remote answered conflicts while taking our changesets, its answers are pulled back
+    too, so that both sides end with the very same changesets.
+    """
+    await remote.pull_into(caller)
+    await remote.push_from(caller)
+    if caller.pushed.changesets.resolutions_minted:
+        await remote.pull_into(caller)
+    return SyncResult(caller.pulled, caller.pushed)

@@ -19,10 +19,10 @@ import pytest
 import trio
 from node_world import World, peek, written
 
+from p2p_prophet.errors import Refused
 from p2p_prophet.net.client import (
     NotAccepted,
     Peer,
-    RefusedByPeer,
     clone_with_invite,
     new_http_client,
 )
@@ -45,7 +45,7 @@ from p2p_prophet.security.membership import (
 )
 from p2p_prophet.security.tls import fingerprint_client_context
 from p2p_prophet.store import Replica
-from p2p_prophet.sync.transfer import transfer
+from p2p_prophet.sync import transfer
 from p2p_prophet.wire import ErrorCode
 
 
@@ -66,7 +66,7 @@ async def as_thief(
     path: Path,
     identity: Identity,
     mischief: Callable[[Replica], object],
-) -> RefusedByPeer:
+) -> Refused:
     """Connect as the invite identity, clone into a replica signed by ``identity``, do
     ``mischief`` to it, push: the node's refusal."""
     tls = fingerprint_client_context(invite.identity(), invite.inviter)
@@ -76,7 +76,7 @@ async def as_thief(
             peer = Peer(world.url, ReplicaWorker(replica), http=http, attempts=1)
             await peer.pull()
             mischief(replica)
-            with pytest.raises(RefusedByPeer) as refusal:
+            with pytest.raises(Refused) as refusal:
                 await peer.push()
     return refusal.value
 
@@ -151,7 +151,7 @@ async def test_two_uses_of_one_token_at_once_make_one_member(world: World, tmp_p
             replica, _ = await clone_with_invite(invite, tmp_path / name, name=name)
             replica.close()
             outcomes.append("joined")
-        except (NotAccepted, RefusedByPeer) as exc:
+        except (NotAccepted, Refused) as exc:
             outcomes.append(f"refused: {exc}")
             assert not (tmp_path / name).exists()  # nothing left behind
 
@@ -177,7 +177,7 @@ async def test_a_member_cannot_change_the_membership_under_a_key_that_is_no_memb
         transfer(world.bob, throwaway)
     before = written(world.alice.path)
     async with world.client(world.ids["bob"]) as http:
-        with pytest.raises(RefusedByPeer, match="member records change only by members") as refusal:
+        with pytest.raises(Refused, match="member records change only by members") as refusal:
             await Peer(world.url, ReplicaWorker(world.bob), http=http, attempts=1).push()
     assert refusal.value.code is ErrorCode.FORBIDDEN
     assert written(world.alice.path) == before

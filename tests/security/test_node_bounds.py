@@ -17,11 +17,11 @@ import pytest
 import trio
 from node_world import World, greeting, peek, world_of, written
 
+from p2p_prophet.errors import Refused
 from p2p_prophet.net.bounds import ServerBounds
 from p2p_prophet.net.client import (
     NotAccepted,
     Peer,
-    RefusedByPeer,
     clone_with_invite,
     new_http_client,
 )
@@ -32,7 +32,7 @@ from p2p_prophet.security import Identity
 from p2p_prophet.security.membership import add_member, remove_member
 from p2p_prophet.security.tls import TrustedPeers, client_context, fingerprint_client_context
 from p2p_prophet.store import Replica
-from p2p_prophet.sync.transfer import transfer
+from p2p_prophet.sync import transfer
 from p2p_prophet.wire import ErrorCode, PeerError, encode, encode_batch, read_messages
 from p2p_prophet.wire.messages import BatchEnd, Error, encode_changeset
 
@@ -370,7 +370,7 @@ async def test_an_invite_joins_only_through_the_node_of_its_inviter(
                 )
                 remove_member(joiner, guest.fingerprint)
                 with pytest.raises(
-                    RefusedByPeer, match="joins through the node of the member who made it"
+                    Refused, match="joins through the node of the member who made it"
                 ) as refusal:
                     await peer.push()
         assert refusal.value.code is ErrorCode.FORBIDDEN

@@ -23,7 +23,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from p2p_prophet.clock import pack, wall_ms
-from p2p_prophet.errors import IdentityError, MalformedChangeSet, ProphetError, SealError
+from p2p_prophet.errors import (
+    IdentityError,
+    MalformedChangeSet,
+    ProphetError,
+    Refused,
+    SealError,
+)
 from p2p_prophet.model import (
     INT_MAX,
     Change,
@@ -377,8 +383,9 @@ def test_a_plain_relay_keeps_the_seals_for_signed_peers(
     transfer(relay, a)
     relay.create("ticket", {"summary": "unsigned"})  # the relay's own: unsigned
     assert [seal is not None for _, _, seal in log(relay)] == [True] * 5 + [False]
-    with pytest.raises(IntegrationError, match="unsigned changeset refused"):
+    with pytest.raises(Refused, match="unsigned changeset refused") as refusal:
         transfer(b, relay)  # the relay's own unsigned edit is refused, whole batch
+    assert refusal.value.code is ErrorCode.INVALID_CHANGESET
     assert b.main.latest_seq() == 0
     integrate_decoded(b, log(relay, origin=a.uuid))  # Alice's, relayed, still verify
     assert b.main.ticket(a.uuid) == 5
@@ -782,7 +789,7 @@ def test_a_signed_receiver_refuses_a_bad_batch_from_the_wire_as_invalid_changese
     [batch] = reader.feed(encode_batch([(third.id, body, None)], resolution=False))
     assert isinstance(batch, Batch)
     before = state(b)
-    with pytest.raises(ProtocolError, match="unsigned") as err:
+    with pytest.raises(Refused, match="unsigned") as err:
         exchange.integrate_batch(b, batch)
     assert err.value.code is ErrorCode.INVALID_CHANGESET
     assert state(b) == before
