@@ -33,6 +33,7 @@ from p2p_prophet.foreign import Adapter, ForeignResult, foreign_adapter, is_fore
 from p2p_prophet.foreign import clone as foreign_clone
 from p2p_prophet.foreign import pull as foreign_pull
 from p2p_prophet.foreign import push as foreign_push
+from p2p_prophet.keys.identity import Identity
 from p2p_prophet.model import ChangeSet, Value, check_name, check_value
 from p2p_prophet.net.client import Peer, clone_with_invite, new_http_client
 from p2p_prophet.net.client import clone as net_clone
@@ -42,7 +43,6 @@ from p2p_prophet.net.node import Node, read_status
 from p2p_prophet.net.worker import ReplicaWorker
 from p2p_prophet.progress import transfer_bar
 from p2p_prophet.security import membership
-from p2p_prophet.security.identity import Identity
 from p2p_prophet.security.invite import DEFAULT_LIFETIME, TOKEN_PREFIX, Invite, create_invite
 from p2p_prophet.security.tls import client_context
 from p2p_prophet.store import Replica, is_replica

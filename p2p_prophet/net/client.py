@@ -39,10 +39,10 @@ import trio
 from p2p_prophet import __version__
 from p2p_prophet.clock import utc_minutes
 from p2p_prophet.errors import ErrorCode, ProphetError, Refused
+from p2p_prophet.keys.identity import Identity
 from p2p_prophet.net.binding import EXCHANGE_PATH, HELLO_PATH, MEDIA_TYPE, PREFIX, PUSH_PATH
 from p2p_prophet.net.worker import ReplicaWorker
 from p2p_prophet.security import membership
-from p2p_prophet.security.identity import Identity
 from p2p_prophet.security.invite import InvalidInvite, Invite
 from p2p_prophet.security.tls import NotTrusted, fingerprint_client_context
 from p2p_prophet.store import Replica

@@ -1,13 +1,21 @@
-"""Who a replica is and whom it talks to: Ed25519 identities and pinned TLS 1.3.
+"""Whom a replica talks to and takes changes from: the membership, invites, pinned TLS 1.3,
+discovery secrets, and who may change what (authority).
 
-:mod:`~p2p_prophet.security.identity` makes, stores and loads a replica's key and
-self-signed certificate, whose SHA-256 fingerprint is the replica's name among its peers;
+Above replication: it reads and writes member records through the store and screens
+pushed batches.  The identities and seals it builds on are :mod:`p2p_prophet.keys`'s
+(below the store); their names are re-exported here for convenience.
 :mod:`~p2p_prophet.security.tls` makes TLS contexts that accept only peers whose
-fingerprints are in a :class:`TrustedPeers`; :mod:`~p2p_prophet.security.signing` derives
-a signed replica's origins from its key and seals and verifies its changesets.
+fingerprints are in a :class:`TrustedPeers`.
 """
 
-from p2p_prophet.security.identity import Identity, der_fingerprint, fingerprint, verify
+from p2p_prophet.keys.identity import Identity, der_fingerprint, fingerprint, verify
+from p2p_prophet.keys.signing import (
+    SEAL_BYTES,
+    SEAL_CONTEXT,
+    Signer,
+    origins_of,
+    verify_seal,
+)
 from p2p_prophet.security.membership import (
     MEMBER_NAMESPACE,
     MEMBER_TYPE,
@@ -21,13 +29,6 @@ from p2p_prophet.security.membership import (
     remove_member,
     resolve,
     trusted_peers,
-)
-from p2p_prophet.security.signing import (
-    SEAL_BYTES,
-    SEAL_CONTEXT,
-    Signer,
-    origins_of,
-    verify_seal,
 )
 from p2p_prophet.security.tls import (
     NotTrusted,

@@ -41,11 +41,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from p2p_prophet.errors import ErrorCode, Refused
+from p2p_prophet.keys.identity import load_certificate, raw_public_key
+from p2p_prophet.keys.signing import origins_of
 from p2p_prophet.model import ChangeSet, Op, Record, Value
-from p2p_prophet.security.identity import _raw_public, load_certificate
 from p2p_prophet.security.membership import (
     MEMBER_TYPE,
     Member,
@@ -54,10 +54,7 @@ from p2p_prophet.security.membership import (
     members,
     removed_members,
 )
-from p2p_prophet.security.signing import origins_of
-
-if TYPE_CHECKING:
-    from p2p_prophet.store.replica import Replica
+from p2p_prophet.store.replica import Replica
 
 Incoming = tuple[ChangeSet, bytes, bytes | None]
 
@@ -93,7 +90,7 @@ def _membership(replica: Replica) -> _Membership:
 def origin_of(member: Member) -> str:
     """The main origin of ``member``'s key: the origin its changesets are signed under."""
     key = load_certificate(member.certificate_pem).public_key()
-    return origins_of(_raw_public(key))[0]  # type: ignore[arg-type]  # Ed25519 by Member's rules
+    return origins_of(raw_public_key(key))[0]  # type: ignore[arg-type]  # Ed25519 by Member's rules
 
 
 def screen_push(

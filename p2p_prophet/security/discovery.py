@@ -30,10 +30,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from p2p_prophet.store import Replica
+from p2p_prophet.store import Replica
 
 SECRET_META = "discovery_secret"  # the meta key in the replica's main database
 SECRET_BYTES = 32

@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from p2p_prophet.errors import ProphetError
+from p2p_prophet.keys.identity import SEED_BYTES, Identity
 from p2p_prophet.model import CBORError, canonical, strict_loads
-from p2p_prophet.security.identity import SEED_BYTES, Identity
 from p2p_prophet.security.membership import add_member
 from p2p_prophet.store import Replica
 from p2p_prophet.url import BadURL, check_node_url

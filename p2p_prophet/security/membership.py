@@ -7,7 +7,7 @@ with four text properties and an optional expiry:
     the member's certificate, PEM (its public key travels with it);
 ``fingerprint``
     the certificate's fingerprint, 64 lowercase hex digits
-    (:func:`~p2p_prophet.security.identity.fingerprint`);
+    (:func:`~p2p_prophet.keys.identity.fingerprint`);
 ``name``
     free text for people, possibly empty;
 ``added_by``
@@ -62,20 +62,15 @@ from __future__ import annotations
 import time
 import uuid as uuidlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from p2p_prophet.errors import IdentityError, ProphetError
+from p2p_prophet.keys.identity import der_fingerprint, load_certificate
 from p2p_prophet.model import Record, Value
-from p2p_prophet.security.identity import der_fingerprint, load_certificate
 from p2p_prophet.security.tls import TrustedPeers
-
-if TYPE_CHECKING:
-    # Only for annotations: the store imports security (a signed replica loads its
-    # identity), so importing the store here at run time would be circular.
-    from p2p_prophet.store.replica import Replica
+from p2p_prophet.store.replica import Replica
 
 MEMBER_TYPE = "member"
 

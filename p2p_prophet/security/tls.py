@@ -1,7 +1,7 @@
 """TLS 1.3 between replicas, both ends pinned to a set of trusted identities (as Syncthing).
 
 A replica authenticates a peer by one thing: the fingerprint of the certificate the peer
-presents (see :mod:`p2p_prophet.security.identity`) must be in its :class:`TrustedPeers`.
+presents (see :mod:`p2p_prophet.keys.identity`) must be in its :class:`TrustedPeers`.
 Host names, subject names and CAs play no part.  The contexts made here use Python's
 :mod:`ssl` (OpenSSL) and nothing else; the checks happen in two places:
 
@@ -58,7 +58,7 @@ from typing import Literal, Protocol
 from cryptography.hazmat.primitives import serialization
 
 from p2p_prophet.errors import IdentityError, ProphetError
-from p2p_prophet.security.identity import Identity, der_fingerprint, load_certificate
+from p2p_prophet.keys.identity import Identity, der_fingerprint, load_certificate
 
 _HEX = frozenset("0123456789abcdef")
 

@@ -6,7 +6,7 @@ with the merge tickets they imply in one ``flush``, so the tickets never run ahe
 log (P2) and a batch of thousands of changesets costs two statements.
 
 It is also the one place where a signed replica's changesets are chained and sealed
-(docs/security.md, Signed changesets): given a :class:`~p2p_prophet.security.signing.
+(docs/security.md, Signed changesets): given a :class:`~p2p_prophet.keys.signing.
 Signer`, every numbered changeset of its own origin that goes through :meth:`append_own`
 gets ``prev`` (the id of that origin's changeset before it), is encoded, and is sealed
 over its id.  Callers build their changesets unchained and use what :meth:`own` or
@@ -19,14 +19,11 @@ included.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from p2p_prophet.errors import StorageError
+from p2p_prophet.keys.signing import Signer
 from p2p_prophet.model import ChangeSet, changeset_id
 from p2p_prophet.store.database import Database, LogRow
-
-if TYPE_CHECKING:
-    from p2p_prophet.security.signing import Signer
 
 
 class LogAppender:

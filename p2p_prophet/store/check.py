@@ -33,8 +33,8 @@ from p2p_prophet.errors import (
     ReplicaNotFound,
     SealError,
 )
+from p2p_prophet.keys.signing import verify_seal
 from p2p_prophet.model import ChangeSet, Kind, changeset_id
-from p2p_prophet.security.signing import verify_seal
 from p2p_prophet.store.database import DAMAGED_FILE, Database, LogRow, mark_damaged
 from p2p_prophet.store.replica import MAIN_FILE, RESOLUTIONS_FILE, Replica
 

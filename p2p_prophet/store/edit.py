@@ -11,10 +11,10 @@ a bulk load of creates costs a few statements per thousand records, not per reco
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from p2p_prophet.clock import HybridClock
 from p2p_prophet.errors import InvalidValue, ProphetError, RecordNotFound
+from p2p_prophet.keys.signing import Signer
 from p2p_prophet.model import (
     MAX_EDIT_BYTES,
     MAX_PROPS_PER_CHANGE,
@@ -33,9 +33,6 @@ from p2p_prophet.model import (
 from p2p_prophet.store.appender import LogAppender
 from p2p_prophet.store.database import Database, RecordRow
 from p2p_prophet.store.new_records import NewRecords
-
-if TYPE_CHECKING:
-    from p2p_prophet.security.signing import Signer
 
 
 class EditBatch:

@@ -7,7 +7,7 @@ persisted in ``replica.db`` so that it survives restarts and wall clocks that ju
 
 A *signed* replica (made with an identity, docs/security.md) also holds
 ``identity.key`` and ``identity.crt``; its two uuids are derived from the key
-(:func:`~p2p_prophet.security.signing.origins_of`), it chains and seals every changeset of
+(:func:`~p2p_prophet.keys.signing.origins_of`), it chains and seals every changeset of
 its own, and integration accepts only chained, sealed changesets into it.  Both files'
 ``meta`` say ``signed = 1``, so a signed replica whose key has gone missing is refused
 rather than silently opened as a plain one.
@@ -34,9 +34,9 @@ from p2p_prophet.errors import (
     ProphetError,
     ReplicaNotFound,
 )
+from p2p_prophet.keys.identity import CERT_FILE, KEY_FILE, Identity
+from p2p_prophet.keys.signing import Signer
 from p2p_prophet.model import MAX_CREATOR_LENGTH, ChangeSet, Value, check_text, check_uuid
-from p2p_prophet.security.identity import CERT_FILE, KEY_FILE, Identity
-from p2p_prophet.security.signing import Signer
 from p2p_prophet.store.database import Database
 from p2p_prophet.store.edit import EditBatch
 
@@ -137,7 +137,7 @@ class Replica:
         ones unless given: the simulator gives seeded ones so that runs repeat.
 
         With ``identity`` the replica is *signed*: its uuids are
-        :func:`~p2p_prophet.security.signing.origins_of` the identity's public key (so
+        :func:`~p2p_prophet.keys.signing.origins_of` the identity's public key (so
         ``replica_uuids`` must not be given), the identity's two files are written into
         it, both databases' ``meta`` say ``signed = 1``, and ``replica.db``'s ``meta``
         holds ``discovery_secret``: the given one (at least 16 bytes, as an invite hands
@@ -190,7 +190,7 @@ class Replica:
                 _stamp(db, role, db_uuid, ruuid, meta).close()
             if identity is not None:
                 # In the staging directory, so the replica appears with its key or not at all.
-                identity._save(staging)
+                identity.save(staging)
             if prepare is not None:
                 with cls.open(staging) as staged:
                     prepare(staged)
@@ -363,7 +363,7 @@ def _load_identity(path: Path, uuids: tuple[str, str]) -> Identity:
                 f"{file} is missing: {path} is a signed replica and needs its {what} to"
                 f" write and to check changesets; restore {file.name} from a backup"
             )
-    identity = Identity._load(key_path, cert_path)
+    identity = Identity.load(key_path, cert_path)
     derived = Signer(identity).origins
     if derived != uuids:
         raise IdentityError(

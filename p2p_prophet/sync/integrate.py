@@ -44,7 +44,7 @@ signed replica, every changeset *taken* (not one skipped as already held) must b
   not per changeset, nor per run (a log that interleaves origins one by one would make
   every changeset a run of its own);
 * the seal's public key must derive the changeset's origin
-  (:func:`~p2p_prophet.security.signing.origins_of`, the main or the resolution
+  (:func:`~p2p_prophet.keys.signing.origins_of`, the main or the resolution
   database's origin as the batch is): authorship is checked against the origin's *own*
   key, which the origin names, so no directory of keys and no trust root are needed.
 
@@ -74,6 +74,7 @@ from dataclasses import dataclass, fields
 
 from p2p_prophet.clock import to_datetime
 from p2p_prophet.errors import MalformedChangeSet, ProphetError, SealError
+from p2p_prophet.keys.signing import verify_seal
 from p2p_prophet.model import (
     Change,
     ChangeSet,
@@ -84,7 +85,6 @@ from p2p_prophet.model import (
     changeset_id,
     same_value,
 )
-from p2p_prophet.security.signing import verify_seal
 from p2p_prophet.store.appender import LogAppender
 from p2p_prophet.store.database import Database, RecordRow
 from p2p_prophet.store.new_records import NewRecords

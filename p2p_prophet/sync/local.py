@@ -15,8 +15,8 @@ from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from p2p_prophet.keys.identity import Identity
 from p2p_prophet.model import ChangeSet
-from p2p_prophet.security.identity import Identity
 from p2p_prophet.store.database import LogRow
 from p2p_prophet.store.replica import Replica
 from p2p_prophet.sync.exchange import Callee, Caller, SyncResult, TransferResult, sync

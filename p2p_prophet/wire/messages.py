@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+from p2p_prophet.keys.signing import SEAL_BYTES
 from p2p_prophet.model import INT_MAX, CBORError, canonical, is_uuid, strict_loads
-from p2p_prophet.security.signing import SEAL_BYTES
 from p2p_prophet.wire.errors import ErrorCode, ProtocolError, code_of
 from p2p_prophet.wire.frames import frame
 from p2p_prophet.wire.limits import DEFAULT_LIMITS, Limits

@@ -32,6 +32,7 @@ from node_world import (
 
 from p2p_prophet.clock import MAX_HLC
 from p2p_prophet.errors import ProphetError
+from p2p_prophet.keys.signing import Signer
 from p2p_prophet.model import ChangeSet, changeset_id
 from p2p_prophet.net.client import (
     NetworkError,
@@ -46,7 +47,6 @@ from p2p_prophet.net.worker import ReplicaWorker
 from p2p_prophet.security import Identity
 from p2p_prophet.security.invite import InvalidInvite, create_invite
 from p2p_prophet.security.membership import remove_member, trusted_peers
-from p2p_prophet.security.signing import Signer
 from p2p_prophet.security.tls import TrustedPeers, client_context, fingerprint_client_context
 from p2p_prophet.store import Replica
 from p2p_prophet.wire import ErrorCode, encode_batch, encode_end

@@ -30,6 +30,7 @@ from p2p_prophet.errors import (
     Refused,
     SealError,
 )
+from p2p_prophet.keys.signing import SEAL_BYTES, SEAL_CONTEXT
 from p2p_prophet.model import (
     INT_MAX,
     Change,
@@ -41,7 +42,6 @@ from p2p_prophet.model import (
     changeset_id,
 )
 from p2p_prophet.security import Identity, Signer, origins_of, verify_seal
-from p2p_prophet.security.signing import SEAL_BYTES, SEAL_CONTEXT
 from p2p_prophet.store import Replica
 from p2p_prophet.store import edit as edit_module
 from p2p_prophet.store.database import APPLICATION_ID
@@ -232,7 +232,7 @@ def test_another_replicas_identity_is_refused(
     Replica.init(tmp_path / "alice", identity=alice).close()
     for name in ("identity.key", "identity.crt"):
         (tmp_path / "alice" / name).unlink()
-    bob._save(tmp_path / "alice")
+    bob.save(tmp_path / "alice")
     with pytest.raises(IdentityError, match=r"identity\.key does not belong to this replica"):
         Replica.open(tmp_path / "alice")
 

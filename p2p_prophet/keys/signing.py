@@ -28,7 +28,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from p2p_prophet.errors import SealError
-from p2p_prophet.security.identity import Identity, _raw_public
+from p2p_prophet.keys.identity import Identity, raw_public_key
 
 SEAL_CONTEXT = b"p2p-prophet changeset seal v1\x00"
 PUBLIC_KEY_BYTES = 32
@@ -70,7 +70,7 @@ class Signer:
 
     def __init__(self, identity: Identity) -> None:
         self.identity = identity
-        self.public_key: bytes = _raw_public(identity.key.public_key())
+        self.public_key: bytes = raw_public_key(identity.key.public_key())
         self.origins: tuple[str, str] = origins_of(self.public_key)
 
     def seal(self, changeset_id: bytes) -> bytes:

@@ -99,7 +99,8 @@ def verify(cert_pem: str | bytes, data: bytes, signature: bytes) -> bool:
     return True
 
 
-def _raw_public(key: Ed25519PublicKey) -> bytes:
+def raw_public_key(key: Ed25519PublicKey) -> bytes:
+    """The 32 raw bytes of an Ed25519 public key."""
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
@@ -111,7 +112,7 @@ def _self_signed_certificate(
     if deterministic:
         # The same key always gives the same certificate (Ed25519 signatures are
         # deterministic too), so it need not travel: see Identity.from_seed.
-        serial = int.from_bytes(hashlib.sha256(_raw_public(public_key)).digest()[:19]) | 1
+        serial = int.from_bytes(hashlib.sha256(raw_public_key(public_key)).digest()[:19]) | 1
         not_before = DETERMINISTIC_NOT_BEFORE
     else:
         serial = x509.random_serial_number()
@@ -230,7 +231,7 @@ class Identity:
         except OSError as exc:
             raise IdentityError(f"cannot look for the identity in {directory}: {exc}") from None
         if has_key and has_cert:
-            return cls._load(key_path, cert_path)
+            return cls.load(key_path, cert_path)
         if has_key:
             raise IdentityError(
                 f"{cert_path} is missing but {key_path} exists; restore {CERT_FILE} from a"
@@ -244,11 +245,14 @@ class Identity:
                 " the old one will then refuse this replica)"
             )
         identity = cls.generate()
-        identity._save(directory)
+        identity.save(directory)
         return identity
 
     @classmethod
-    def _load(cls, key_path: Path, cert_path: Path) -> Identity:
+    def load(cls, key_path: Path, cert_path: Path) -> Identity:
+        """The identity in ``key_path`` (an unencrypted PEM Ed25519 key, readable by its
+        owner only) and ``cert_path`` (its certificate).  Raises :class:`IdentityError`
+        if either is unreadable or unsafe, or they are not a pair."""
         try:
             mode = key_path.stat().st_mode
             # POSIX permission bits only; Windows protects files with ACLs instead.
@@ -274,7 +278,9 @@ class Identity:
         _check_pair(key, cert, str(key_path), str(cert_path))
         return cls(key, cert.public_bytes(serialization.Encoding.PEM).decode("ascii"))
 
-    def _save(self, directory: Path) -> None:
+    def save(self, directory: Path) -> None:
+        """Write the key (mode 0600) and certificate into ``directory`` (made, mode 0700,
+        if needed), never replacing existing files.  Raises :class:`IdentityError`."""
         try:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
@@ -289,7 +295,7 @@ def _check_pair(
 ) -> None:
     """Raise :class:`IdentityError` unless ``cert`` is ``key``'s own self-signed certificate."""
     cert_key = cert.public_key()
-    if not isinstance(cert_key, Ed25519PublicKey) or _raw_public(cert_key) != _raw_public(
+    if not isinstance(cert_key, Ed25519PublicKey) or raw_public_key(cert_key) != raw_public_key(
         key.public_key()
     ):
         raise IdentityError(
