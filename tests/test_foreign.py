@@ -25,9 +25,9 @@ from p2p_prophet.foreign import (
     pull,
     push,
 )
-from p2p_prophet.foreign.state import ForeignState
 from p2p_prophet.model import Value
 from p2p_prophet.store import Replica
+from p2p_prophet.store.foreign_state import ForeignState
 
 pytestmark = pytest.mark.skipif(
     shutil.which("task") is None or shutil.which("fossil") is None,

@@ -28,10 +28,10 @@ from typing import Any
 
 from p2p_prophet.clock import unpack
 from p2p_prophet.foreign.adapter import Adapter, ForeignError, Item
-from p2p_prophet.foreign.state import ForeignState, KnownItem
 from p2p_prophet.model import ChangeSet, Value, is_uuid, new_uuid, same_value
 from p2p_prophet.store import Replica
 from p2p_prophet.store.database import RecordRow, StoredProp
+from p2p_prophet.store.foreign_state import ForeignState, KnownItem
 
 READ_CHUNK = 500
 

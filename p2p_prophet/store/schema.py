@@ -83,7 +83,7 @@ CREATE INDEX conflicts_by_record ON conflicts (type, uuid);
 # Version 2: the state a gateway keeps for each foreign replica (P9), keyed by that
 # foreign replica's own uuid and never mixed into ``tickets``.  Local to this replica:
 # nothing here is ever sent to a peer.  The tables exist in both files of a replica (one
-# schema for both); only ``replica.db``'s are used.  See p2p_prophet/foreign/state.py.
+# schema for both); only ``replica.db``'s are used.  See p2p_prophet/store/foreign_state.py.
 SCHEMA_V2 = """
 CREATE TABLE foreign_replicas (
     uuid      TEXT PRIMARY KEY,
