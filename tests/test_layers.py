@@ -110,3 +110,25 @@ def test_an_upward_import_is_caught(tmp_path: Path) -> None:
         path.write_text(source)
     (fake / "__init__.py").write_text("")
     assert upward_imports(fake) == ["store (layer 3) imports net (layer 6)"]
+
+
+def sql_outside_the_store(root: Path) -> list[str]:
+    """Where code outside ``store/`` reaches a SQLite connection (``.conn``) or runs SQL
+    (``.execute``, ``.executemany``, ``.executescript``)."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path.relative_to(root).parts[0] == "store":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and node.attr in {
+                "conn",
+                "execute",
+                "executemany",
+                "executescript",
+            }:
+                found.append(f"{path.relative_to(root)}:{node.lineno} .{node.attr}")
+    return found
+
+
+def test_all_sql_is_in_the_store() -> None:
+    assert sql_outside_the_store(ROOT) == []

@@ -393,10 +393,7 @@ def _write_atomically(path: Path, text: str) -> None:
 def _data_versions(replica: Replica) -> tuple[int, int]:
     # data_version changes when *another* connection commits: exactly the edits this
     # node did not make itself (its own integrations are news through other paths).
-    return (
-        replica.main.conn.execute("PRAGMA data_version").fetchone()[0],
-        replica.resolutions.conn.execute("PRAGMA data_version").fetchone()[0],
-    )
+    return replica.main.data_version(), replica.resolutions.data_version()
 
 
 # -- status for `p2p-prophet peers` ------------------------------------------------------

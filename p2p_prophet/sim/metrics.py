@@ -108,11 +108,8 @@ def conflicts_and_resolutions(peers: list[SimPeer]) -> tuple[int, int]:
     fingerprints: set[str] = set()
     resolutions: set[bytes] = set()
     for peer in peers:
-        conn = peer.replica.main.conn
-        fingerprints.update(r[0] for r in conn.execute("SELECT fingerprint FROM conflicts"))
-        resolutions.update(
-            r[0] for r in conn.execute("SELECT id FROM changesets WHERE kind = 'resolution'")
-        )
+        fingerprints.update(peer.replica.main.conflict_fingerprints())
+        resolutions.update(peer.replica.main.resolution_ids())
     return len(fingerprints), len(resolutions)
 
 

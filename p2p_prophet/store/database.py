@@ -575,6 +575,51 @@ class Database:
             ]
         )
 
+    # -- conflicts met (the main database's log of them) ------------------------------------
+
+    def insert_conflicts(self, rows: Iterable[tuple[str, str, str, int, bytes]]) -> None:
+        """Log conflicts met: ``(fingerprint, type, uuid, seq, body)``, inside a
+        transaction."""
+        self.conn.executemany(
+            "INSERT INTO conflicts (fingerprint, type, uuid, seq, body) VALUES (?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    def conflicts(self) -> list[tuple[str, str, str, int, bytes]]:
+        """Every conflict met, oldest first: ``(fingerprint, type, uuid, seq, body)``."""
+        return self.conn.execute(
+            "SELECT fingerprint, type, uuid, seq, body FROM conflicts ORDER BY id"
+        ).fetchall()
+
+    def conflicts_with_prefix(self, prefix: str, limit: int = 2) -> list[tuple[str, str, str]]:
+        """``(fingerprint, type, uuid)`` of at most ``limit`` conflicts whose fingerprint
+        starts with ``prefix`` (lowercase hex)."""
+        return self.conn.execute(
+            "SELECT DISTINCT fingerprint, type, uuid FROM conflicts WHERE fingerprint >= ? "
+            "AND fingerprint < ? LIMIT ?",
+            (prefix, prefix + "g", limit),
+        ).fetchall()
+
+    def conflicts_of(self, rtype: str, ruuid: str) -> list[tuple[str, bytes]]:
+        """``(fingerprint, body)`` of each conflict met on one record."""
+        return self.conn.execute(
+            "SELECT DISTINCT fingerprint, body FROM conflicts WHERE type = ? AND uuid = ?",
+            (rtype, ruuid),
+        ).fetchall()
+
+    def conflict_fingerprints(self) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT fingerprint FROM conflicts")}
+
+    def resolution_ids(self) -> set[bytes]:
+        """The ids of the resolution changesets in the log."""
+        return {
+            r[0] for r in self.conn.execute("SELECT id FROM changesets WHERE kind = 'resolution'")
+        }
+
+    def data_version(self) -> int:
+        """SQLite's ``data_version``: it changes when *another* connection commits."""
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
     def digest(self) -> str:
         """SHA-256 (hex) of the state: P1's convergence check.
 

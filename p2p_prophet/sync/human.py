@@ -21,11 +21,8 @@ def list_conflicts(replica: Replica) -> list[dict[str, Any]]:
     """Every conflict this replica met, oldest first, with each property's choices, the
     value it holds now, and how that value came to be."""
     db = replica.main
-    rows = db.conn.execute(
-        "SELECT fingerprint, type, uuid, seq, body FROM conflicts ORDER BY id"
-    ).fetchall()
     entries = []
-    for fingerprint, rtype, ruuid, seq, body in rows:
+    for fingerprint, rtype, ruuid, seq, body in db.conflicts():
         _, kind, _, _, props = cbor2.loads(body)
         record = db.find_record(rtype, ruuid)
         stored = {} if record is None else db.props(record.rid)
@@ -68,11 +65,7 @@ def list_conflicts(replica: Replica) -> list[dict[str, Any]]:
 def conflict_record(replica: Replica, prefix: str) -> tuple[str, str]:
     """The record of the conflict whose fingerprint starts with ``prefix``."""
     prefix = prefix.lower()
-    rows = replica.main.conn.execute(
-        "SELECT DISTINCT fingerprint, type, uuid FROM conflicts WHERE fingerprint >= ? "
-        "AND fingerprint < ? LIMIT 2",
-        (prefix, prefix + "g"),
-    ).fetchall()
+    rows = replica.main.conflicts_with_prefix(prefix)
     if not rows:
         raise RecordNotFound(f"no conflict with a fingerprint starting {prefix!r}")
     if len(rows) > 1:
@@ -100,10 +93,7 @@ def resolve_conflict(
     replica.update(rtype, ruuid, choice)
     stored = replica.main.props(row.rid)
     answers = []
-    for fingerprint, body in replica.main.conn.execute(
-        "SELECT DISTINCT fingerprint, body FROM conflicts WHERE type = ? AND uuid = ?",
-        (rtype, ruuid),
-    ).fetchall():
+    for fingerprint, body in replica.main.conflicts_of(rtype, ruuid):
         names = [p[0] for p in cbor2.loads(body)[4]]
         if not any(n in choice for n in names):
             continue

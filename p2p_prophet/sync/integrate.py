@@ -203,11 +203,7 @@ class _Batch:
             self.new.flush()
             self.log.flush()
             if self.conflict_rows:
-                self.db.conn.executemany(
-                    "INSERT INTO conflicts (fingerprint, type, uuid, seq, body) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    self.conflict_rows,
-                )
+                self.db.insert_conflicts(self.conflict_rows)
             self.db.set_meta("hlc", self.clock.last)
             if self.answers:
                 # Answers are committed just before the changesets that raised them: if we
