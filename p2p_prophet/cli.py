@@ -8,59 +8,36 @@ Errors go to stderr with a non-zero status; a traceback only with ``--debug``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import signal
 import sqlite3
-import ssl
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn, TextIO, TypeVar
 
 import click
-import trio
 
-from p2p_prophet import __version__
+from p2p_prophet import __version__, operations
 from p2p_prophet.clock import to_datetime, utc_minutes
 from p2p_prophet.config import DEFAULT_PORT, override
 from p2p_prophet.config import load as load_config
 from p2p_prophet.errors import ProphetError, RecordNotFound
-from p2p_prophet.foreign import Adapter, ForeignResult, foreign_adapter, is_foreign
-from p2p_prophet.foreign import clone as foreign_clone
-from p2p_prophet.foreign import pull as foreign_pull
-from p2p_prophet.foreign import push as foreign_push
-from p2p_prophet.keys.identity import Identity
 from p2p_prophet.model import ChangeSet, Value, check_name, check_value
-from p2p_prophet.net.client import Peer, clone_with_invite, new_http_client
-from p2p_prophet.net.client import clone as net_clone
-from p2p_prophet.net.listener import limits_for, raise_open_file_limit
-from p2p_prophet.net.mdns import advertised_addresses
-from p2p_prophet.net.node import Node, read_status
-from p2p_prophet.net.worker import ReplicaWorker
+from p2p_prophet.operations import (
+    DEFAULT_LIFETIME,
+    TOKEN_PREFIX,
+    ForeignResult,
+    Replica,
+    SyncResult,
+    TransferResult,
+)
 from p2p_prophet.progress import transfer_bar
-from p2p_prophet.security import membership
-from p2p_prophet.security.invite import DEFAULT_LIFETIME, TOKEN_PREFIX, Invite, create_invite
-from p2p_prophet.security.tls import client_context
-from p2p_prophet.store import Replica, is_replica
-from p2p_prophet.store.check import check as check_replica
-from p2p_prophet.store.database import is_corruption, mark_damaged
-from p2p_prophet.store.replica import check_free, default_creator
-from p2p_prophet.sync import TransferResult, sync_with, transfer
-from p2p_prophet.sync import clone as sync_clone
-from p2p_prophet.sync import push as path_push
-from p2p_prophet.sync.human import conflict_record, list_conflicts, resolve_conflict
-from p2p_prophet.url import BadURL, NodeURL, check_node_url
+from p2p_prophet.url import check_node_url
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-NO_MEMBERS = (
-    "has no identity: its database has no members (made with `init --insecure`, or cloned "
-    "from such a replica)"
-)
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -90,25 +67,8 @@ def replica_path(ctx: click.Context) -> Path:
     return Path(env) if env else default_replica_path()
 
 
-# The replicas this process opened: where to point when SQLite reports damage.
-_opened: list[Path] = []
-
-
-def open_configured(path: Path) -> Replica:
-    """The replica at ``path``, with the settings of its config.toml that bear on
-    integration (the clock's maximum offset)."""
-    _opened.append(Path(path))
-    replica = Replica.open(path)
-    try:
-        replica.clock.max_offset_ms = load_config(path).sync.max_offset_ms
-    except BaseException:
-        replica.close()
-        raise
-    return replica
-
-
 def open_replica(ctx: click.Context) -> Replica:
-    replica = open_configured(replica_path(ctx))
+    replica = operations.open_replica(replica_path(ctx))
     ctx.call_on_close(replica.close)
     return replica
 
@@ -254,11 +214,7 @@ def init(
     The replica gets an identity (a key pair; its fingerprint is how peers know it) and
     becomes the first member of its database: only members' nodes can sync with it."""
     path = replica_path(ctx)
-    if insecure:
-        replica = Replica.init(path, db_uuid=db_uuid)
-    else:
-        replica = found_database(path, name, db_uuid)
-    with replica:
+    with operations.init(path, insecure=insecure, name=name, db_uuid=db_uuid) as replica:
         doc = {
             "replica_uuid": replica.uuid,
             "db_uuid": replica.db_uuid,
@@ -425,7 +381,7 @@ def check_(ctx: click.Context, as_json: bool) -> None:
     in both the log and the resolution database.  Exit status 1 if anything is wrong;
     a damaged replica refuses writes until this finds it whole."""
     path = replica_path(ctx)
-    report = check_replica(path)
+    report = operations.check(path)
     if as_json:
         emit_json(
             {
@@ -550,83 +506,7 @@ def _numbered_records(
 # -- replication between replicas ----------------------------------------------------------
 
 
-def is_url(location: str) -> bool:
-    """Whether ``location`` is a node's URL (rather than a path or a foreign replica);
-    raises :class:`BadURL` if it looks like one but is malformed."""
-    if not location.startswith(("http://", "https://")):
-        return False
-    check_node_url(location)
-    return True
-
-
-def open_peer(ctx: click.Context, location: str) -> Replica:
-    """Open the other side of a path-to-path transfer."""
-    if "://" in location:
-        raise ProphetError(
-            f"{location}: only http:// and https:// URLs name a node, taskwarrior:PATH and "
-            "fossil:PATH a foreign replica; anything else is a replica path"
-        )
-    replica = open_configured(Path(location))
-    ctx.call_on_close(replica.close)
-    return replica
-
-
 T = TypeVar("T")
-
-
-def no_force_over_network(command: str, force: bool) -> None:
-    if force:
-        raise ProphetError(
-            f"a node never takes changesets from another database, so {command} has no "
-            "--force over the network; `pull --force URL` takes theirs, and their owner "
-            "can pull from this replica with --force"
-        )
-
-
-def no_force_foreign(command: str, force: bool) -> None:
-    if force:
-        raise ProphetError(
-            f"--force merges two native databases; a foreign replica has no database id, "
-            f"so {command} takes no --force with one"
-        )
-
-
-def with_node(
-    replica: Replica, url: str, as_json: bool, operation: Callable[[Peer], Awaitable[T]]
-) -> T:
-    """Run ``operation`` against the node at ``url`` (with a progress bar for people)."""
-
-    tls = client_tls(replica, url)
-
-    async def run() -> T:
-        with transfer_bar(not as_json) as progress:
-            async with new_http_client(tls=tls) as http:
-                peer = Peer(url, ReplicaWorker(replica), progress=progress, http=http)
-                return await operation(peer)
-
-    return trio.run(run)
-
-
-def client_tls(replica: Replica, url: str) -> ssl.SSLContext | None:
-    """The TLS context to reach ``url`` with from ``replica``: pinned to its members.
-
-    A member's replica never talks plain HTTP: its changesets must not cross the network
-    unencrypted, and what a plain node would send back is unsigned, which it refuses."""
-    if not url.startswith("https://"):
-        if replica.identity is not None:
-            raise ProphetError(
-                f"{url} is plain HTTP, and this replica belongs to a database with members, "
-                "whose nodes speak https:// only: use https://" + url.split("://", 1)[-1]
-            )
-        return None
-    if replica.identity is None:
-        raise ProphetError(
-            f"{replica.path} has no identity: its database has no members (made with "
-            "`init --insecure`, or cloned from such a replica), so it cannot "
-            f"reach {url}: https:// nodes take members only. Use the http:// URL of a node "
-            "served with --insecure"
-        )
-    return client_context(replica.identity, membership.trusted_peers(replica))
 
 
 def report_transfer(verb: str, where: str, result: TransferResult, as_json: bool) -> None:
@@ -645,20 +525,6 @@ def report_transfer(verb: str, where: str, result: TransferResult, as_json: bool
     if result.resolutions.integrated:
         parts.append(f"{result.resolutions.integrated} resolution records")
     click.echo(", ".join(parts), err=True)
-
-
-def open_foreign(replica_dir: Path | None, location: str) -> Adapter:
-    """The adapter for a foreign location, with the [foreign] settings of the gateway
-    replica's config.toml (none yet when cloning)."""
-    settings = load_config(replica_dir).foreign if replica_dir is not None else None
-    if settings is None:
-        return foreign_adapter(location)
-    return foreign_adapter(
-        location,
-        record_type=settings.record_type,
-        read_only=settings.read_only,
-        base=replica_dir,
-    )
 
 
 def report_foreign(verb: str, where: str, result: ForeignResult, as_json: bool) -> None:
@@ -692,43 +558,21 @@ def clone(ctx: click.Context, source: str, path: Path, name: str | None, as_json
     replica as the foreign one's gateway.  SOURCE may also be an invite token
     (from `p2p-prophet invite` on a member's laptop): PATH then joins the database as
     a new member."""
-    free_destination(path, source)
-    if source.startswith(TOKEN_PREFIX):
-        replica, result = trio.run(_clone_with_invite, source, path, name, as_json)
-    elif is_foreign(source):
-        adapter = open_foreign(None, source)
-        # The gateway's replica is a new database, with the gateway as its first member.
-        replica, pulled = foreign_clone(
-            adapter, path, create=lambda where: found_database(where, name)
-        )
-        ctx.call_on_close(replica.close)
-        if as_json:
-            emit_json(
-                {"replica_uuid": replica.uuid, "db_uuid": replica.db_uuid, **pulled.to_json()}
-            )
-        else:
-            click.echo(replica.uuid)
-            report_foreign("cloned", f"from {source}", pulled, False)
-        return
-    else:
-        try:
-            if is_url(source):
-                replica, result = trio.run(_clone_from_node, source, path, as_json)
-            else:
-                replica, result = clone_path(open_peer(ctx, source), path, name)
-        except ProphetError as exc:
-            if not is_replica(path):
-                raise
-            raise unfinished_clone(exc, path, source) from None
+    with transfer_bar(not as_json) as progress:
+        cloned = operations.clone(source, path, name=name, progress=progress)
+    replica, result = cloned.replica, cloned.result
     ctx.call_on_close(replica.close)
     if as_json:
         emit_json({"replica_uuid": replica.uuid, "db_uuid": replica.db_uuid, **result.to_json()})
-    else:
-        click.echo(replica.uuid)
-        where = "through the invite" if source.startswith(TOKEN_PREFIX) else f"from {source}"
-        report_transfer("cloned", where, result, False)
-        if replica.identity is not None:
-            click.echo(f"this replica's identity: {replica.identity.fingerprint}", err=True)
+        return
+    click.echo(replica.uuid)
+    if isinstance(result, ForeignResult):
+        report_foreign("cloned", f"from {source}", result, False)
+        return
+    where = "through the invite" if source.startswith(TOKEN_PREFIX) else f"from {source}"
+    report_transfer("cloned", where, result, False)
+    if replica.identity is not None:
+        click.echo(f"this replica's identity: {replica.identity.fingerprint}", err=True)
 
 
 @cli.command()
@@ -741,20 +585,9 @@ def pull(ctx: click.Context, source: str, force: bool, as_json: bool) -> None:
     """Integrate what SOURCE has that this replica lacks (SOURCE: a replica path, a
     node's URL, or taskwarrior:PATH / fossil:PATH)."""
     replica = open_replica(ctx)
-    if is_foreign(source):
-        no_force_foreign("pull", force)
-        report_foreign(
-            "pulled",
-            f"from {source}",
-            foreign_pull(replica, open_foreign(replica.path, source)),
-            as_json,
-        )
-        return
-    if is_url(source):
-        result = with_node(replica, source, as_json, lambda peer: peer.pull(force=force))
-    else:
-        result = transfer(replica, open_peer(ctx, source), force=force)
-    report_transfer("pulled", f"from {source}", result, as_json)
+    with transfer_bar(not as_json) as progress:
+        result = operations.pull(replica, source, force=force, progress=progress)
+    report("pulled", f"from {source}", result, as_json)
 
 
 @cli.command()
@@ -767,21 +600,16 @@ def push(ctx: click.Context, target: str, force: bool, as_json: bool) -> None:
     """Give TARGET what this replica has that it lacks (TARGET: a replica path, a
     node's URL, or taskwarrior:PATH / fossil:PATH)."""
     replica = open_replica(ctx)
-    if is_foreign(target):
-        no_force_foreign("push", force)
-        report_foreign(
-            "pushed",
-            f"to {target}",
-            foreign_push(replica, open_foreign(replica.path, target)),
-            as_json,
-        )
-        return
-    if is_url(target):
-        no_force_over_network("push", force)
-        result = with_node(replica, target, as_json, lambda peer: peer.push())
+    with transfer_bar(not as_json) as progress:
+        result = operations.push(replica, target, force=force, progress=progress)
+    report("pushed", f"to {target}", result, as_json)
+
+
+def report(verb: str, where: str, result: TransferResult | ForeignResult, as_json: bool) -> None:
+    if isinstance(result, ForeignResult):
+        report_foreign(verb, where, result, as_json)
     else:
-        result = path_push(replica, open_peer(ctx, target), force=force)
-    report_transfer("pushed", f"to {target}", result, as_json)
+        report_transfer(verb, where, result, as_json)
 
 
 @cli.command(name="sync")
@@ -793,11 +621,10 @@ def push(ctx: click.Context, target: str, force: bool, as_json: bool) -> None:
 def sync_(ctx: click.Context, peer: str, force: bool, as_json: bool) -> None:
     """Pull from PEER, then push to it: afterwards both hold the same changesets."""
     replica = open_replica(ctx)
-    if is_foreign(peer):
-        no_force_foreign("sync", force)
-        adapter = open_foreign(replica.path, peer)
-        got = foreign_pull(replica, adapter)
-        gave = None if adapter.read_only else foreign_push(replica, adapter)
+    with transfer_bar(not as_json) as progress:
+        both = operations.sync(replica, peer, force=force, progress=progress)
+    if isinstance(both, operations.ForeignSync):
+        got, gave = both.pulled, both.pushed
         if as_json:
             emit_json({"pulled": got.to_json(), "pushed": None if gave is None else gave.to_json()})
         else:
@@ -807,18 +634,11 @@ def sync_(ctx: click.Context, peer: str, force: bool, as_json: bool) -> None:
             else:
                 report_foreign("pushed", f"to {peer}", gave, False)
         return
-    if is_url(peer):
-        no_force_over_network("sync", force)
-        both = with_node(replica, peer, as_json, lambda node: node.sync())
-        pulled, pushed = both.pulled, both.pushed
-    else:
-        both = sync_with(replica, open_peer(ctx, peer), force=force)
-        pulled, pushed = both.pulled, both.pushed
     if as_json:
-        emit_json({"pulled": pulled.to_json(), "pushed": pushed.to_json()})
+        emit_json({"pulled": both.pulled.to_json(), "pushed": both.pushed.to_json()})
     else:
-        report_transfer("pulled", f"from {peer}", pulled, False)
-        report_transfer("pushed", f"to {peer}", pushed, False)
+        report_transfer("pulled", f"from {peer}", both.pulled, False)
+        report_transfer("pushed", f"to {peer}", both.pushed, False)
 
 
 @cli.command()
@@ -828,7 +648,7 @@ def sync_(ctx: click.Context, peer: str, force: bool, as_json: bool) -> None:
 def conflicts(ctx: click.Context, as_json: bool) -> None:
     """List the conflicts this replica met, how each was answered, and the value now."""
     replica = open_replica(ctx)
-    entries = list_conflicts(replica)
+    entries = operations.conflicts(replica)
     if as_json:
         emit_json(entries)
         return
@@ -860,12 +680,12 @@ def resolve(ctx: click.Context, target: tuple[str, ...], as_json: bool) -> None:
         raise click.UsageError("give the values you choose as key=value")
     props = parse_assignments(assignments)
     if len(head) == 1:
-        rtype, ruuid = conflict_record(replica, head[0])
+        rtype, ruuid, fingerprints = operations.resolve(replica, (head[0],), props)
     elif len(head) == 2:
-        rtype, ruuid = head[0], resolve_uuid(replica, head[0], head[1])
+        ruuid = resolve_uuid(replica, head[0], head[1])
+        rtype, ruuid, fingerprints = operations.resolve(replica, (head[0], ruuid), props)
     else:
         raise click.UsageError("give a conflict FINGERPRINT, or TYPE UUID, then key=value...")
-    fingerprints = resolve_conflict(replica, rtype, ruuid, props)
     if as_json:
         emit_json({"type": rtype, "uuid": ruuid, "fingerprints": fingerprints})
     else:
@@ -889,7 +709,7 @@ def demo(ctx: click.Context) -> None:
         root = Path(tempfile.mkdtemp(prefix="p2p-prophet-demo-"))
         path, bob_path = root / "alice", root / "bob"
     say = click.echo
-    with Replica.init(path) as alice:
+    with operations.init(path, insecure=True) as alice:
         alice.creator = "alice@laptop"
         say(f"Alice's replica: {path}\n  database {alice.db_uuid}\n  replica  {alice.uuid}\n")
         with alice.edits() as batch:
@@ -903,15 +723,17 @@ def demo(ctx: click.Context) -> None:
             ]
         alice.delete("ticket", tickets[1])
         say("Alice creates three tickets and deletes one. Bob clones her replica:")
-        bob, cloned = sync_clone(alice, bob_path)
-        with bob:
+        cloned = operations.clone(str(path), bob_path)
+        assert isinstance(cloned.result, TransferResult)
+        with cloned.replica as bob:
             bob.creator = "bob@laptop"
-            say(f"  {bob_path}: {cloned.changesets.integrated} changesets pulled\n")
+            say(f"  {bob_path}: {cloned.result.changesets.integrated} changesets pulled\n")
             say("Offline, both edit the first ticket: Alice stalls it, Bob closes it.")
             alice.update("ticket", tickets[0], {"status": "stalled", "owner": "alice"})
             bob.update("ticket", tickets[0], {"status": "closed"})
-            pulled = transfer(alice, bob)
-            pushed = transfer(bob, alice)
+            both = operations.sync(alice, str(bob_path))
+            assert isinstance(both, SyncResult)
+            pulled, pushed = both.pulled, both.pushed
             say(
                 f"They sync: {pulled.changesets.conflicts} conflict, "
                 f"{pulled.changesets.resolutions_minted} resolution minted by Alice, "
@@ -928,107 +750,6 @@ def demo(ctx: click.Context) -> None:
             same = alice.main.digest() == bob.main.digest()
             say("Equal digests: both hold the same records." if same else "DIGESTS DIFFER")
             say(f"\nNext: p2p-prophet -R {path} log   |   p2p-prophet -R {path} conflicts")
-
-
-def found_database(path: Path, name: str | None = None, db_uuid: str | None = None) -> Replica:
-    """A new replica at ``path`` with an identity, its database's first member."""
-    identity = Identity.generate()
-    founder = name or default_creator()
-
-    def found(new: Replica) -> None:
-        membership.add_member(new, identity.certificate_pem, name=founder)
-
-    return Replica.init(path, db_uuid=db_uuid, identity=identity, prepare=found)
-
-
-def clone_path(
-    source: Replica, path: Path, name: str | None = None
-) -> tuple[Replica, TransferResult]:
-    """Clone the replica at a path.  A member's replica is cloned as a new member: the
-    clone gets an identity of its own, which the source adds to the membership first
-    (whoever can read the source's files holds its key, and so may add members)."""
-    identity = source.identity
-    if identity is None:
-        return sync_clone(source, path)
-    check_free(path)
-    me = Identity.generate()
-    membership.add_member(
-        source, me.certificate_pem, name=name or default_creator(), added_by=identity.fingerprint
-    )
-    replica = Replica.init(
-        path, db_uuid=source.db_uuid, identity=me, discovery_secret=source.discovery_secret
-    )
-    try:
-        return replica, transfer(replica, source)
-    except BaseException:
-        replica.close()
-        raise
-
-
-async def _clone_with_invite(
-    token: str, path: Path, name: str | None, as_json: bool
-) -> tuple[Replica, TransferResult]:
-    invite = Invite.decode(token)
-    with transfer_bar(not as_json) as progress:
-        return await clone_with_invite(
-            invite, path, name=name or default_creator(), progress=progress
-        )
-
-
-async def _clone_from_node(url: str, path: Path, as_json: bool) -> tuple[Replica, TransferResult]:
-    if url.startswith("https://"):
-        raise ProphetError(
-            f"{url} takes members only. To join its database, ask a member for an invite "
-            "(`p2p-prophet invite` on their laptop) and run `p2p-prophet clone TOKEN PATH`"
-        )
-    with transfer_bar(not as_json) as progress:
-        async with new_http_client() as http:
-            return await net_clone(url, path, http=http, progress=progress)
-
-
-def free_destination(path: Path, source: str) -> None:
-    """Raise :class:`ProphetError` unless ``path`` can take a new replica (it is absent,
-    or an empty directory); a replica there is most likely an interrupted clone, and the
-    message says how to finish it."""
-    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
-        return
-    if is_replica(path) and not source.startswith(TOKEN_PREFIX) and not is_foreign(source):
-        same = _same_database(path, source)
-        if same is not False:
-            raise ProphetError(
-                f"{path} already holds a replica{'' if same else ' (perhaps'} of that "
-                f"database{'' if same else ')'}, which an interrupted clone leaves: "
-                f"`p2p-prophet -R {path} pull {source}` finishes it; or clone into another PATH"
-            )
-    raise ProphetError(f"{path} already exists and is not an empty directory")
-
-
-def _same_database(path: Path, source: str) -> bool | None:
-    """Whether the replica at ``path`` is of ``source``'s database (None: cannot tell
-    without asking a node)."""
-    if is_url(source):
-        return None
-    try:
-        with Replica.open(path) as there, Replica.open(Path(source)) as origin:
-            return there.db_uuid == origin.db_uuid
-    except (ProphetError, sqlite3.Error):
-        return False
-
-
-def unfinished_clone(exc: ProphetError, path: Path, source: str) -> ProphetError:
-    """``exc``, which stopped a clone from ``source`` (a path or URL) after it made the
-    replica at ``path``, saying what the replica kept and how to finish."""
-    try:
-        with Replica.open(path) as partial:
-            kept = partial.main.latest_seq()
-    except (ProphetError, sqlite3.Error):
-        return exc
-    # The storage's "(nothing was written)" is about the batch that failed only.
-    reason = str(exc).removesuffix(" (nothing was written)").rstrip(".")
-    return ProphetError(
-        f"{reason}. The new replica at {path} keeps the {kept:,} changesets that arrived "
-        f"before: `p2p-prophet -R {path} pull {source}` finishes the clone"
-    )
 
 
 @cli.command()
@@ -1110,12 +831,6 @@ def serve(
     and gossip with them until Ctrl-C.  Settings come from config.toml in the replica
     directory, then from these options."""
     replica = open_replica(ctx)
-    if insecure and replica.identity is not None:
-        raise ProphetError(
-            f"{replica.path} belongs to a database with members: served with --insecure, "
-            "anyone who reaches the port could read it. Serve it without --insecure (TLS, "
-            "members only); --insecure is for replicas made with `init --insecure`"
-        )
     scheme = "http://" if insecure else "https://"
     for url in peers:
         check_node_url(url)
@@ -1137,75 +852,40 @@ def serve(
         fanout=fanout,
         k=k,
     )
-    for url in config.peers:
-        try:
-            check_node_url(url)
-        except BadURL as exc:
-            raise ProphetError(f"{replica.path / 'config.toml'}: peer {exc}") from None
-        if not url.startswith(scheme):
-            raise ProphetError(
-                f"{replica.path / 'config.toml'}: peer {url!r} is not an {scheme} URL"
-                + (" (this node serves plain HTTP: --insecure)" if insecure else "")
-            )
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
     )
     # We log one line per exchange ourselves; theirs would be one per request.
     logging.getLogger("hypercorn.error").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    # A daemon takes every descriptor it may: its connection caps follow from the limit.
-    open_files = raise_open_file_limit()
-    limits = limits_for(open_files)
-    logging.getLogger("p2p_prophet.node").info(
-        "open files: up to %d; connections: at most %d, %d per address, %d waiting",
-        open_files,
-        limits.total,
-        limits.per_address,
-        limits.waiting,
-    )
-    node = Node(
-        replica,
-        gossip=config.gossip,
-        peers=config.peers,
-        mdns=config.mdns,
-        mdns_interfaces=config.mdns_interfaces or None,
-        name=config.name,
-        tls=not insecure,
-        limits=limits,
-    )
 
-    async def stop_on_signal(nursery: trio.Nursery) -> None:
-        # SIGTERM (systemd, kill) stops the node as cleanly as Ctrl-C: in-flight batches
-        # finish or roll back whole, since worker threads are never abandoned.
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
-            async for _ in signals:
-                nursery.cancel_scope.cancel()
-                return
+    def started(urls: list[str], limits: Any, open_files: int) -> None:
+        logging.getLogger("p2p_prophet.node").info(
+            "open files: up to %d; connections: at most %d, %d per address, %d waiting",
+            open_files,
+            limits.total,
+            limits.per_address,
+            limits.waiting,
+        )
+        for url in urls:
+            click.echo(
+                f"serving replica {replica.uuid} of database {replica.db_uuid} at {url}",
+                err=True,
+            )
+        if insecure:
+            click.echo(
+                "--insecure: plain HTTP, anyone who can reach this port can read and "
+                "write the database (bind --host 127.0.0.1 to keep it on this machine)",
+                err=True,
+            )
+        else:
+            assert replica.identity is not None
+            click.echo(
+                f"TLS, members only; this replica's identity: {replica.identity.fingerprint}",
+                err=True,
+            )
 
-    async def run() -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(stop_on_signal, nursery)
-            urls = await nursery.start(node.run, config.host, config.port)
-            for url in urls:
-                click.echo(
-                    f"serving replica {replica.uuid} of database {replica.db_uuid} at {url}",
-                    err=True,
-                )
-            if insecure:
-                click.echo(
-                    "--insecure: plain HTTP, anyone who can reach this port can read and "
-                    "write the database (bind --host 127.0.0.1 to keep it on this machine)",
-                    err=True,
-                )
-            else:
-                assert replica.identity is not None
-                click.echo(
-                    f"TLS, members only; this replica's identity: {replica.identity.fingerprint}",
-                    err=True,
-                )
-
-    with contextlib.suppress(KeyboardInterrupt):
-        trio.run(run)
+    operations.serve(replica, config, insecure=insecure, started=started)
     click.echo("stopped", err=True)
 
 
@@ -1220,13 +900,8 @@ def members(ctx: click.Context, as_json: bool) -> None:
     digits); each node refuses it as soon as the removal reaches that node."""
     if ctx.invoked_subcommand is not None:
         return
-    replica = open_replica(ctx)
-    if replica.identity is None:
-        raise ProphetError(f"{replica.path} {NO_MEMBERS}")
-    mine = replica.identity.fingerprint
-    found = membership.members(replica)  # pending invites' identities too (they may connect)
-    invites = membership.invites(replica)
-    invalid = membership.invalid_members(replica)
+    now = operations.members(open_replica(ctx))
+    mine, found, invites, invalid = now.me, now.members, now.invites, now.invalid
     if as_json:
         emit_json(
             {
@@ -1294,15 +969,7 @@ def members(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def members_remove(ctx: click.Context, member_id: str) -> None:
     """Remove a member (ID: its fingerprint or its first 8+ hex digits)."""
-    replica = open_replica(ctx)
-    if replica.identity is None:
-        raise ProphetError(f"{replica.path} {NO_MEMBERS}")
-    gone = membership.resolve(replica, member_id)
-    if gone.fingerprint == replica.identity.fingerprint:
-        raise ProphetError(
-            "that is this replica's own identity; remove it from another member's laptop"
-        )
-    membership.remove_member(replica, gone.fingerprint)
+    gone = operations.remove_member(open_replica(ctx), member_id)
     click.echo(
         f"removed {gone.fingerprint}"
         + (f" ({gone.name})" if gone.name else "")
@@ -1338,11 +1005,7 @@ def invite(
     """Print a one-time token that lets a new laptop join this database:
     `p2p-prophet clone TOKEN PATH` there.  Keep it secret until it is used: whoever
     uses it first becomes a member."""
-    replica = open_replica(ctx)
-    if replica.identity is None:
-        raise ProphetError(f"{replica.path} {NO_MEMBERS}: there is no one to invite into")
-    where = list(urls) or invite_urls(replica)
-    made = create_invite(replica, where, name=name or "", lifetime=hours * 3600)
+    made = operations.invite(open_replica(ctx), list(urls), name=name or "", lifetime=hours * 3600)
     token = made.encode()
     if as_json:
         emit_json({"token": token, "urls": list(made.urls), "expires": made.expires})
@@ -1355,26 +1018,6 @@ def invite(
     )
 
 
-def invite_urls(replica: Replica) -> list[str]:
-    """Where a newcomer can reach this replica's node: the running node's addresses, or
-    where `serve` would listen; a wildcard address becomes this machine's LAN ones."""
-    try:
-        status = read_status(replica.path)
-        bound = [str(u) for u in status["urls"] if str(u).startswith("https://")]
-    except ProphetError:
-        config = load_config(replica.path)
-        bound = [f"https://{config.host}:{config.port}"]
-    found: list[str] = []
-    for url in bound:
-        host, port = url[len("https://") :].rsplit(":", 1)
-        host = host.strip("[]")
-        for address in advertised_addresses(host) if host in ("0.0.0.0", "::", "") else [host]:
-            found.append(str(NodeURL("https", address, int(port))))
-    if not found:
-        raise ProphetError("no address to invite through; give one with --url")
-    return found
-
-
 @cli.command()
 @replica_option
 @json_option
@@ -1382,7 +1025,7 @@ def invite_urls(replica: Replica) -> list[str]:
 def peers(ctx: click.Context, as_json: bool) -> None:
     """What the running node of this replica knows: its peers, their state, the last
     exchange with each."""
-    status = read_status(replica_path(ctx))
+    status = operations.node_status(replica_path(ctx))
     if as_json:
         emit_json(status)
         return
@@ -1460,19 +1103,6 @@ def simulate(scenario: Path, seed: int | None, out: Path | None, no_plots: bool)
 # -- entry point --------------------------------------------------------------------------
 
 
-def _storage_failure(exc: sqlite3.DatabaseError) -> str:
-    where = " or ".join(str(p) for p in dict.fromkeys(_opened)) or "the replica"
-    if is_corruption(exc):
-        opened = list(dict.fromkeys(_opened))
-        if len(opened) == 1:  # which one is damaged is known only when there is one
-            mark_damaged(opened[0], str(exc))
-        return (
-            f"{where} is damaged ({exc}): run `p2p-prophet check` to see what is wrong; "
-            "restore it from a backup, or clone a fresh replica from a peer"
-        )
-    return f"the storage of {where} failed: {exc}"
-
-
 def main(argv: list[str] | None = None) -> NoReturn:
     """Run the CLI; map expected errors to a message and an exit status."""
     args = sys.argv[1:] if argv is None else argv
@@ -1506,7 +1136,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         # A read that met a damaged page (writes say so themselves), or storage failing.
         if debug:
             raise
-        click.echo(f"error: {_storage_failure(exc)}", err=True)
+        click.echo(f"error: {operations.storage_failure(exc)}", err=True)
         sys.exit(EXIT_ERROR)
     except BrokenPipeError:
         # Output piped into `head`: not an error worth a message.

@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     {"sync"},  # the exchange: caller and callee, integration, conflicts
     {"security", "foreign"},  # membership, invites, TLS; gateways to foreign replicas
     {"net"},  # the trio/HTTP adapters: node, server, client, mDNS
-    {"progress", "sim"},  # progress bars; the simulator, which runs the node
+    {"progress", "sim", "operations"},  # progress bars; the simulator; the porcelain
     {"cli"},
     {"__main__"},
 ]
@@ -132,3 +132,13 @@ def sql_outside_the_store(root: Path) -> list[str]:
 
 def test_all_sql_is_in_the_store() -> None:
     assert sql_outside_the_store(ROOT) == []
+
+
+# What the CLI may use: the operations, and what it needs to parse and format.
+CLI_MAY_IMPORT = {"p2p_prophet", "operations", "model", "errors", "config", "clock", "url"}
+CLI_MAY_IMPORT |= {"progress", "sim"}  # progress bars; the simulator's own command
+
+
+def test_the_cli_reaches_replicas_only_through_the_operations() -> None:
+    used = {target for source, target, _ in imports(ROOT) if source == "cli"}
+    assert used - CLI_MAY_IMPORT == set()

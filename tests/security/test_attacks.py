@@ -330,7 +330,7 @@ async def test_a_members_own_changeset_stamped_at_the_end_of_time_is_refused(
 async def test_plain_http_is_not_answered_and_members_never_fall_back_to_it(
     world: World,
 ) -> None:
-    from p2p_prophet.cli import client_tls
+    from p2p_prophet.operations import client_tls
 
     plain = world.url.replace("https://", "http://")
     before = written(world.alice.path)
