@@ -118,8 +118,11 @@ def vectors(replica: Replica, peer: Hello | None) -> Vectors:
     return Vectors(replica.main.tickets(), replica.resolutions.tickets(), tuple(witnesses))
 
 
-def check_witnesses(replica: Replica, theirs: Vectors, *, where: str = "its peer") -> None:
-    """Check the peer's copies of this replica's own changesets against its logs.
+def check_witnesses(
+    replica: Replica, theirs: Vectors, *, who: str = "this replica", where: str = "its peer"
+) -> None:
+    """Check the peer's copies of this replica's own changesets against its logs
+    (``who`` and ``where`` name the replica and its peer in the message).
 
     A peer holding more of them than this replica made, or holding another changeset
     under the same number, means this replica lost changesets it had shared (restored
@@ -138,10 +141,9 @@ def check_witnesses(replica: Replica, theirs: Vectors, *, where: str = "its peer
         if w.seq > made or db.changeset_id(w.origin, w.seq) != w.id:
             raise Refused(
                 ErrorCode.LOST_HISTORY,
-                f"replica {replica.uuid} has lost changesets it already shared and "
-                f"renumbered new ones: {where} holds another #{w.seq} of its changesets "
-                f"than it has (it has made {made}). Do not edit it; clone a fresh replica "
-                "instead",
+                f"{who} has lost changesets it already shared and renumbered new ones: "
+                f"{where} holds another #{w.seq} of its changesets than it has (it has "
+                f"made {made}). Do not edit it; clone a fresh replica instead",
             )
 
 
@@ -236,7 +238,8 @@ class Caller:
     def take_vectors(self, theirs: Vectors) -> int:
         """Check and keep the peer's vectors; returns how many changesets this replica
         lacks of the peer's.  Raises :class:`Refused` (LOST_HISTORY)."""
-        check_witnesses(self.replica, theirs, where=self.where)
+        who = f"this replica ({self.replica.path})"
+        check_witnesses(self.replica, theirs, who=who, where=self.where)
         self.their_vectors = theirs
         return lacking(theirs, vectors(self.replica, None))
 
@@ -277,6 +280,7 @@ class Caller:
 class Callee:
     """This replica's side of one request another replica makes of it.
 
+    ``names``: this replica and the caller as messages name them.
     ``caller``: who calls (a TLS fingerprint, or None), as given to ``screen``, which is
     called with the replica, the caller and each pushed batch before it is integrated
     and raises :class:`Refused` to refuse it (a node screens who may change the
@@ -290,9 +294,11 @@ class Callee:
         caller: str | None = None,
         screen: Screen | None = None,
         after_integrate: AfterIntegrate | None = None,
+        names: tuple[str, str] = ("this node's replica", "the caller"),
     ) -> None:
         self.replica = replica
         self.caller = caller
+        self.names = names  # this replica and the caller, as messages name them
         self.screen = screen
         self.after_integrate = after_integrate
         self.peer: Hello | None = None
@@ -305,9 +311,9 @@ class Callee:
         """The caller's HELLO and vectors checked, this replica's vectors to answer them
         (after which :meth:`outgoing` plans what the caller lacks).  Raises
         :class:`Refused` (SAME_REPLICA, WRONG_DATABASE unless ``force``, LOST_HISTORY)."""
-        check_peer(self.hello(), theirs, force=force, where="the caller")
+        check_peer(self.hello(), theirs, force=force, where=self.names[1])
         self.peer = theirs
-        check_witnesses(self.replica, their_vectors, where="the caller")
+        self.take_vectors(their_vectors)
         return vectors(self.replica, theirs)
 
     def outgoing(
@@ -326,12 +332,12 @@ class Callee:
                 f"{theirs.db_uuid}: a node never takes changesets from another database "
                 "(to merge them, its owner pulls with --force)",
             )
-        check_peer(mine, theirs, force=force, where="the caller")
+        check_peer(mine, theirs, force=force, where=self.names[1])
         self.peer = theirs
 
     def take_vectors(self, theirs: Vectors) -> None:
-        """Check a pusher's witnesses.  Raises :class:`Refused` (LOST_HISTORY)."""
-        check_witnesses(self.replica, theirs, where="the caller")
+        """Check a caller's witnesses.  Raises :class:`Refused` (LOST_HISTORY)."""
+        check_witnesses(self.replica, theirs, who=self.names[0], where=self.names[1])
 
     def integrate(self, batch: Batch) -> IntegrationResult:
         """Screen and integrate one pushed batch (see :func:`integrate_batch`)."""

@@ -47,8 +47,11 @@ class LocalRemote:
     def where(self) -> str:
         return str(self.other.path)
 
+    def _callee(self, caller: Caller) -> Callee:
+        return Callee(self.other, names=(str(self.other.path), str(caller.replica.path)))
+
     async def pull_into(self, caller: Caller) -> None:
-        callee = Callee(self.other)
+        callee = self._callee(caller)
         if caller.greet(callee.hello()):
             return
         my_vectors = caller.vectors()
@@ -59,7 +62,7 @@ class LocalRemote:
                 self.progress(caller.pulled.changesets)
 
     async def push_from(self, caller: Caller) -> None:
-        callee = Callee(self.other)
+        callee = self._callee(caller)
         if caller.needs_greeting():
             if caller.greet(callee.hello()):
                 return
