@@ -8,6 +8,7 @@ import random
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,16 @@ import pytest
 import trio
 import trio.testing
 
+from p2p_prophet.gossip import GossipConfig
+from p2p_prophet.keys import Identity
+from p2p_prophet.security.membership import add_member, remove_member
 from p2p_prophet.sim import Scenario, ScenarioError, TopologyError, build_topology, simulate
 from p2p_prophet.sim.disruptions import Churn, plan_partitions
+from p2p_prophet.sim.peer import EPOCH_MS, Holdings, SimPeer
 from p2p_prophet.sim.transport import Conditions, LinkModel, SimNetwork
 from p2p_prophet.sim.workload import Workload
+from p2p_prophet.store import Replica
+from p2p_prophet.sync import clone
 
 WALL = ("wall_s", "peak_rss_mb")
 
@@ -488,3 +495,68 @@ def test_a_run_leaves_the_garbage_collector_as_it_found_it() -> None:
     before = gc.get_threshold()
     assert simulate(scenario()).converged
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+def test_a_simulated_peer_is_the_node_following_its_membership_and_publishing_status(
+    tmp_path: Path,
+) -> None:
+    """The simulator runs :class:`Node` itself: three members' replicas (signed, so their
+    nodes serve members only), one removes another, and the third's node follows the
+    membership (it refuses the removed member from then on) and publishes its status."""
+    ids = [Identity.from_seed(bytes([i + 1]) * 32) for i in range(3)]
+    founder = Replica.init(tmp_path / "p0", identity=ids[0])
+    founder.clock.wall = lambda: EPOCH_MS  # stamped in the simulation's time, not ours
+    add_member(founder, ids[0].certificate_pem, "p0")
+    for i in (1, 2):
+        add_member(founder, ids[i].certificate_pem, f"p{i}", added_by=ids[0].fingerprint)
+    replicas = [founder] + [clone(founder, tmp_path / f"p{i}", identity=ids[i])[0] for i in (1, 2)]
+    network = SimNetwork(random.Random(7))
+    holdings = Holdings(3)
+    peers = [
+        SimPeer(f"p{i}", r, network, GossipConfig(), seed=i, holdings=holdings)
+        for i, r in enumerate(replicas)
+    ]
+    for peer in peers:
+        peer.neighbours = [other for other in peers if other is not peer]
+    removed, watcher = ids[2].fingerprint, peers[1]
+
+    async def until(condition: Callable[[], bool], within_s: float = 120.0) -> None:
+        # Virtual time (MockClock): bounded, and the same every run.
+        with trio.fail_after(within_s):
+            while not condition():
+                await trio.sleep(0.5)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            for peer in peers:
+                await nursery.start(peer.live)
+            await until(
+                lambda: (
+                    watcher.node.last_status is not None
+                    and {p["url"] for p in watcher.node.last_status["peers"]}
+                    == {peers[0].url, peers[2].url}
+                )
+            )
+            assert removed in watcher.node.trusted
+            remove_member(peers[0].replica, removed)
+            peers[0].node.edited()
+            await until(lambda: removed not in watcher.node.trusted)
+            peers[2].edit("ticket", {"summary": "from a removed member"})
+            # Both ways: the removed member's calls are refused, and the watcher no
+            # longer takes its node for a member's (its pinned TLS would not).
+            tried = peers[2].exchanges
+            await until(lambda: peers[2].exchanges >= tried + 2)
+            gone = watcher.scheduler.peers.peers[peers[2].url]
+            await until(lambda: gone.failures >= 2)
+            nursery.cancel_scope.cancel()
+        statuses = [p.node.last_status for p in peers]
+        assert all(s is not None and s["tls"] for s in statuses)
+        # Nothing of the removed member's came in; it still holds its own edit.
+        assert list(watcher.replica.main.live_records("ticket")) == []
+        assert len(list(peers[2].replica.main.live_records("ticket"))) == 1
+
+    try:
+        trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    finally:
+        for replica in replicas:
+            replica.close()

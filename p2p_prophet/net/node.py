@@ -18,31 +18,29 @@ import random
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import httpx
 import trio
 
 from p2p_prophet.errors import ProphetError
 from p2p_prophet.gossip import GossipConfig, Outcome, Scheduler
 from p2p_prophet.net.bounds import DEFAULT_BOUNDS, ServerBounds
-from p2p_prophet.net.client import Peer, new_http_client
+from p2p_prophet.net.client import HttpClient, Peer
 from p2p_prophet.net.gossip import GossipLoop, outcome_of
 from p2p_prophet.net.listener import ConnectionCounts, ConnectionLimits
 from p2p_prophet.net.mdns import (
     Advert,
-    Discovery,
     Found,
     Gone,
-    advertised_addresses,
     is_loopback,
 )
-from p2p_prophet.net.server import HANDSHAKE_TIMEOUT, NodeApp, serve
+from p2p_prophet.net.server import HANDSHAKE_TIMEOUT, NodeApp
 from p2p_prophet.net.supervisor import supervised
+from p2p_prophet.net.surroundings import Announcer, Lan, Surroundings
 from p2p_prophet.net.worker import ReplicaWorker
 from p2p_prophet.security import authority, membership
 from p2p_prophet.security.tls import TrustedPeers, client_context, server_context
@@ -81,11 +79,27 @@ class Node:
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
         bounds: ServerBounds = DEFAULT_BOUNDS,
         limits: ConnectionLimits | None = None,
+        surroundings: Surroundings | None = None,
+        worker: ReplicaWorker | None = None,
+        write_status: bool = True,
+        status_interval: float = STATUS_INTERVAL,
+        watch_interval: float = WATCH_INTERVAL,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         """``tls``: serve and dial TLS pinned to the membership (the replica must have
         an identity), else plain HTTP (``--insecure``); by default, TLS exactly when the
         replica has an identity.  ``handshake_timeout`` and ``limits`` (on connections):
-        see :func:`serve`; ``bounds``: see :class:`NodeApp`."""
+        see :func:`serve`; ``bounds``: see :class:`NodeApp`.
+
+        What the node talks through is given to it: ``surroundings`` (default
+        :class:`~p2p_prophet.net.surroundings.Lan`: TCP, httpx, mDNS) and ``worker``
+        (default: a thread of the replica's own).  The status is published every
+        ``status_interval`` seconds to the replica's ``node-status.json`` (with
+        ``write_status`` false, kept in :attr:`last_status` only); the watch looks
+        for other processes' edits every ``watch_interval`` seconds.  ``on_change`` is
+        called after each exchange this node makes and each pushed batch it takes (the
+        simulator records arrivals there).  The simulator builds its peers with all of
+        these, so that the node's every line runs in simulation too."""
         if tls is None:
             tls = replica.identity is not None
         if tls and replica.identity is None:
@@ -101,12 +115,21 @@ class Node:
         self.mdns = mdns
         self.mdns_interfaces = mdns_interfaces
         self.name = name or socket.gethostname()
-        self.discovery: Discovery | None = None
+        self.discovery: Announcer | None = None
         self._digest_changed = trio.Event()
         self._discovered: dict[str, str] = {}  # mDNS instance -> URL
         self._replicas: dict[str, str] = {}  # URL -> replica uuid, as advertised
         self._given = {url.rstrip("/") for url in peers}
-        self.worker = ReplicaWorker(replica)
+        self.surroundings: Surroundings = surroundings or Lan()
+        self.worker = worker or ReplicaWorker(replica)
+        self.status_file = replica.path / STATUS_FILE if write_status else None
+        self.status_interval = status_interval
+        self.watch_interval = watch_interval
+        self.on_change = on_change
+        self.last_status: dict[str, Any] | None = None
+        self.exchanges = 0  # exchanges this node made
+        self.received = 0  # changesets moved either way that the other side lacked
+        self.skipped = 0  # changesets moved to a side that already held them
         self.scheduler = Scheduler(gossip or GossipConfig(), random.Random(seed))
         for url in peers:
             self.scheduler.add_peer(url.rstrip("/"))
@@ -123,7 +146,7 @@ class Node:
         self._versions = (0, 0)  # the replica's data versions the watch last saw
         self.urls: list[str] = []
         self.connections = ConnectionCounts()  # what the server holds, for status
-        self._http: httpx.AsyncClient | None = None
+        self._http: HttpClient | None = None
         self._clients: dict[str, Peer] = {}
 
     @property
@@ -143,7 +166,8 @@ class Node:
             self.scheduler.our_digest = digest
             self._digest_changed.set()
 
-    def _found(self, found: Found) -> None:
+    def found(self, found: Found) -> None:
+        """Discovery found a node of our database (or a new digest of one)."""
         old = self._discovered.get(found.instance)
         if old != found.url:
             log.info("discovered %s (replica %s)", found.url, found.replica_uuid)
@@ -153,7 +177,8 @@ class Node:
         self._replicas[found.url] = found.replica_uuid
         self.add_peer(found.url, found.digest)
 
-    def _gone(self, gone: Gone) -> None:
+    def gone(self, gone: Gone) -> None:
+        """Discovery saw a node leave."""
         url = self._discovered.pop(gone.instance, None)
         if url is not None:
             log.info("%s left", url)
@@ -176,11 +201,11 @@ class Node:
             discovery_key=discovery_key(secret, self.replica.db_uuid),
             replica_uuid=self.replica.uuid,
             port=port,
-            addresses=advertised_addresses(host, self.mdns_interfaces),
+            addresses=self.surroundings.addresses(host, self.mdns_interfaces),
             digest=self.scheduler.our_digest or b"",
         )
-        discovery = Discovery(
-            advert, self._found, self._gone, interfaces=self.mdns_interfaces, scheme=self.scheme
+        discovery = self.surroundings.announcer(
+            advert, self.found, self.gone, interfaces=self.mdns_interfaces, scheme=self.scheme
         )
         try:
             async with trio.open_nursery() as nursery:
@@ -196,7 +221,7 @@ class Node:
         finally:
             self.discovery = None
 
-    async def _keep_digest_advertised(self, discovery: Discovery) -> None:
+    async def _keep_digest_advertised(self, discovery: Announcer) -> None:
         while True:
             await self._digest_changed.wait()
             self._digest_changed = trio.Event()
@@ -247,11 +272,12 @@ class Node:
             # a removed member is told why, not just cut off.
             server_tls = server_context(identity, self.trusted, judged_per_request=True)
             client_tls = client_context(identity, self.trusted)
-        async with new_http_client(tls=client_tls) as http, trio.open_nursery() as nursery:
+        http_client = self.surroundings.http_client(client_tls)
+        async with http_client as http, trio.open_nursery() as nursery:
             self._http = http
             self.urls = await nursery.start(
                 partial(
-                    serve,
+                    self.surroundings.serve,
                     self.app,
                     host,
                     port,
@@ -292,15 +318,32 @@ class Node:
                 attempts=1,
                 after_integrate=self._follow_membership,
             )
+        self.exchanges += 1
         try:
             result = await client.sync()
             await self._digest_changed_by_us()
         except (ProphetError, sqlite3.Error) as exc:
             log.warning("sync with %s failed: %s", url, exc)
+            if self.on_change is not None:
+                self.on_change()  # a failed exchange may still have kept whole batches
             return Outcome(ok=False)
-        return outcome_of(result)
+        pulled, pushed = result.pulled.changesets, result.pushed.changesets
+        self.received += pulled.integrated + pushed.integrated
+        self.skipped += pulled.skipped + pushed.skipped
+        outcome = outcome_of(result)
+        if outcome.received and self.on_change is not None:
+            self.on_change()
+        return outcome
 
     def _pushed(self) -> None:
+        self._digest_stale = True
+        self.loop.news()
+        if self.on_change is not None:
+            self.on_change()
+
+    def edited(self) -> None:
+        """This process edited the replica through the node's own connection (which the
+        watch cannot see): its digest is recomputed at the next look, and the rumor is hot."""
         self._digest_stale = True
         self.loop.news()
 
@@ -339,14 +382,18 @@ class Node:
         }
 
     async def _publish_status(self) -> None:
-        path = self.replica.path / STATUS_FILE
+        path = self.status_file
         try:
             while True:
-                await trio.to_thread.run_sync(_write_atomically, path, json.dumps(self.status()))
-                await trio.sleep(STATUS_INTERVAL)
+                self.last_status = self.status()
+                if path is not None:
+                    text = json.dumps(self.last_status)
+                    await trio.to_thread.run_sync(_write_atomically, path, text)
+                await trio.sleep(self.status_interval)
         finally:
-            with contextlib.suppress(OSError):
-                path.unlink()
+            if path is not None:
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
     async def _watch(self) -> None:
         """Notice edits other processes commit to the replica after ``self._versions``
@@ -354,7 +401,7 @@ class Node:
         the versions it last saw)."""
         replica = self.replica
         while True:
-            await trio.sleep(WATCH_INTERVAL)
+            await trio.sleep(self.watch_interval)
             now = await self.worker.run(_data_versions, replica)
             edited = now != self._versions
             if edited or self._digest_stale:

@@ -1,33 +1,37 @@
-"""A simulated peer: a real replica, the real node app and gossip, in-memory transport.
+"""A simulated peer: a real replica and the real :class:`~p2p_prophet.net.node.Node`,
+given an in-memory network, virtual time and discovery among its topology neighbours.
 
-A peer can go to sleep (a closed laptop): its gossip loop is cancelled, in-flight
+Every line of the node runs: its server and client, its gossip loop, the watch for
+other processes' edits, the status it publishes (kept in memory), the membership
+follow-up.  A peer can go to sleep (a closed laptop): its node is cancelled, in-flight
 exchanges are abandoned (the transport drops their responses) and the network refuses it
-until it wakes.  Its replica stays, and local edits still happen (offline work).  Its
-wall clock is the virtual clock plus a per-peer skew, so HLC stamps are deterministic and
-skewed clocks exercise the HLC (P8).
+until it wakes, when its node starts again.  Its replica stays, and local edits still
+happen (offline work).  Its wall clock is the virtual clock plus a per-peer skew, so HLC
+stamps are deterministic and skewed clocks exercise the HLC (P8).
 
-With ``advertise_digests`` a peer does what a node does over mDNS: it keeps its
-scheduler's own digest current and publishes it to its neighbours (the TXT record), at
-most once per :data:`TXT_UPDATE_MIN_INTERVAL`, the latest digest winning; neighbours then
-skip it while it advertises what they hold.
+With ``advertise_digests`` a peer does what a node does over mDNS: the node publishes
+its digest to its neighbours (the TXT record), at most once per
+:data:`TXT_UPDATE_MIN_INTERVAL`, the latest digest winning; neighbours then skip it while
+it advertises what they hold.
 """
 
 from __future__ import annotations
 
-import random
+import contextlib
+import ssl
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import TypeVar, TypeVarTuple
 
 import trio
 
-from p2p_prophet.errors import ProphetError
-from p2p_prophet.gossip import GossipConfig, Outcome, Scheduler
+from p2p_prophet.gossip import GossipConfig, Scheduler
 from p2p_prophet.model import Value
-from p2p_prophet.net.client import Peer
-from p2p_prophet.net.gossip import GossipLoop, outcome_of
-from p2p_prophet.net.mdns import TXT_UPDATE_MIN_INTERVAL
-from p2p_prophet.net.node import local_digest
+from p2p_prophet.net.client import HttpClient
+from p2p_prophet.net.listener import ConnectionCounts, ConnectionLimits
+from p2p_prophet.net.mdns import TXT_UPDATE_MIN_INTERVAL, Advert, Found, Gone
+from p2p_prophet.net.node import Node
 from p2p_prophet.net.server import NodeApp
 from p2p_prophet.net.worker import ReplicaWorker
 from p2p_prophet.sim.transport import SimNetwork
@@ -37,6 +41,7 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 EPOCH_MS = 1_790_000_000_000  # virtual time 0 on the peers' wall clocks (late 2026)
+SIM_PORT = 80
 
 
 class Holdings:
@@ -76,6 +81,11 @@ class InlineWorker(ReplicaWorker):
 
 
 class SimPeer:
+    """One simulated laptop: a real :class:`~p2p_prophet.net.node.Node` over its replica,
+    given the in-memory network, virtual time and storage on the trio thread
+    (:class:`SimSurroundings`, :class:`InlineWorker`).  The node's status is kept in
+    memory (every ``status_interval_s``), not written to a file."""
+
     def __init__(
         self,
         name: str,
@@ -86,35 +96,57 @@ class SimPeer:
         holdings: Holdings,
         clock_skew_s: float = 0.0,
         advertise_digests: bool = True,
+        status_interval_s: float = 10.0,
     ) -> None:
         self.name = name
         self.holdings = holdings
         self.replica = replica
         self.network = network
         self.clock_skew_s = clock_skew_s
+        self.advertise_digests = advertise_digests
         replica.clock.wall = self._wall_ms
-        self.worker = InlineWorker(replica)
-        self.scheduler = Scheduler(config, random.Random(seed))
-        self.loop = GossipLoop(self.scheduler, self._exchange)
-        self.app = NodeApp(self.worker, on_news=self._news)
-        network.apps[name] = self.app
-        self.http = network.client(name)
         self.neighbours: list[SimPeer] = []
-        self._clients: dict[str, Peer] = {}
+        self.node = Node(
+            replica,
+            gossip=config,
+            seed=seed,
+            mdns=True,  # the simulated LAN's discovery: neighbours, sleep and wake
+            name=name,
+            tls=replica.identity is not None,  # a signed replica's node: members only
+            surroundings=SimSurroundings(self),
+            worker=InlineWorker(replica),
+            write_status=False,
+            status_interval=status_interval_s,
+            on_change=self.observe,
+        )
         self.created: list[str] = []  # records this peer created (delete candidates)
         self._awake_scope: trio.CancelScope | None = None
-        self.exchanges = 0
-        self.received = 0  # changesets moved (pulled or pushed) that the other side lacked
-        self.skipped = 0  # changesets moved to a peer that already held them (redundant)
         # origin -> [(virtual time, ticket)], each time this peer's ticket for it rose
         self.arrivals: dict[str, list[tuple[float, int]]] = {}
         self._tickets: dict[str, int] = {}
-        self.advertise_digests = advertise_digests
-        self._digest_changed = trio.Event()
 
     @property
     def url(self) -> str:
-        return f"http://{self.name}"
+        scheme = "https" if self.replica.identity is not None else "http"
+        return f"{scheme}://{self.name}:{SIM_PORT}"
+
+    @property
+    def scheduler(self) -> Scheduler:
+        return self.node.scheduler
+
+    @property
+    def exchanges(self) -> int:
+        return self.node.exchanges
+
+    @property
+    def received(self) -> int:
+        """Changesets moved (pulled or pushed) that the other side lacked."""
+        return self.node.received
+
+    @property
+    def skipped(self) -> int:
+        """Changesets moved to a peer that already held them (redundant)."""
+        return self.node.skipped
 
     @property
     def asleep(self) -> bool:
@@ -126,31 +158,24 @@ class SimPeer:
     # -- life ------------------------------------------------------------------------------
 
     async def live(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Gossip until cancelled or put to sleep."""
+        """Run the node until cancelled or put to sleep."""
         with trio.CancelScope() as scope:
             self._awake_scope = scope
-            await self.loop.run(task_status=task_status)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.node.run, "0.0.0.0", SIM_PORT)
+                task_status.started()
 
     def sleep(self) -> None:
-        """Close the laptop: off the network, gossip stopped; neighbours see it go (the
+        """Close the laptop: off the network, the node stopped; neighbours see it go (the
         mDNS goodbye) and forget it."""
         self.network.conditions.asleep.add(self.name)
         if self._awake_scope is not None:
             self._awake_scope.cancel()
-        for other in self.neighbours:
-            other.scheduler.peers.remove(self.url)
 
     def wake(self, nursery: trio.Nursery) -> None:
-        """Open the laptop: back on the network; it finds its awake neighbours and they
-        find it (mDNS), and each side meets the other at once."""
+        """Open the laptop: back on the network, the node started again; it finds its
+        awake neighbours and they find it (mDNS), and each side meets the other at once."""
         self.network.conditions.asleep.discard(self.name)
-        for other in self.neighbours:
-            if other.asleep:
-                self.scheduler.peers.remove(other.url)
-            else:
-                self.scheduler.add_peer(other.url, other.scheduler.our_digest)
-                other.scheduler.add_peer(self.url, self.scheduler.our_digest)
-                other.loop.poke()
         nursery.start_soon(self.live)
 
     # -- edits -----------------------------------------------------------------------------
@@ -179,7 +204,7 @@ class SimPeer:
 
     def observe(self) -> None:
         """Note what this peer holds now: the tickets that rose since last time (at the
-        current virtual time) and, when it advertises one, its digest."""
+        current virtual time)."""
         now = trio.current_time()
         for origin, seq in self.replica.main.tickets().items():
             old = self._tickets.get(origin, 0)
@@ -187,27 +212,10 @@ class SimPeer:
                 self._tickets[origin] = seq
                 self.holdings.rose(origin, old, seq)
                 self.arrivals.setdefault(origin, []).append((now, seq))
-        if self.advertise_digests:
-            digest = local_digest(self.replica)
-            if digest != self.scheduler.our_digest:
-                self.scheduler.our_digest = digest
-                self._digest_changed.set()
 
     def ticket(self, origin: str) -> int:
         """This peer's merge ticket for ``origin``, as last observed."""
         return self._tickets.get(origin, 0)
-
-    async def advertise(self) -> None:
-        """Publish the digest to the neighbours as it changes, rate-limited like the
-        node's TXT updates (run for the whole simulation)."""
-        while True:
-            await self._digest_changed.wait()
-            self._digest_changed = trio.Event()
-            if not self.asleep and self.scheduler.our_digest is not None:
-                for other in self.neighbours:
-                    if self.url in other.scheduler.peers:
-                        other.scheduler.peers.add(self.url, self.scheduler.our_digest)
-            await trio.sleep(TXT_UPDATE_MIN_INTERVAL)
 
     def held_since(self, origin: str, seq: int) -> float | None:
         """The virtual time this peer first held ``origin``'s changeset ``seq``."""
@@ -217,25 +225,94 @@ class SimPeer:
 
     def _news(self) -> None:
         self.observe()
-        self.loop.news()
+        self.node.edited()
 
-    async def _exchange(self, url: str) -> Outcome:
-        client = self._clients.get(url)
-        if client is None:
-            client = self._clients[url] = Peer(url, self.worker, http=self.http, attempts=1)
-        self.exchanges += 1
+
+class SimSurroundings:
+    """A simulated node's surroundings (:class:`~p2p_prophet.net.surroundings.Surroundings`):
+    its HTTP client and server on the in-memory network, and discovery among its
+    neighbours in the topology."""
+
+    def __init__(self, peer: SimPeer) -> None:
+        self.peer = peer
+        identity = peer.replica.identity
+        if identity is None:
+            self.http = peer.network.client(peer.name)
+        else:
+            peer.network.fingerprints[peer.name] = identity.fingerprint
+            self.http = peer.network.client(
+                peer.name, identity.fingerprint, trusted=lambda: peer.node.trusted
+            )
+
+    def http_client(self, tls: ssl.SSLContext | None) -> AbstractAsyncContextManager[HttpClient]:
+        return contextlib.nullcontext(self.http)
+
+    async def serve(
+        self,
+        app: NodeApp,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext | None,
+        handshake_timeout: float,
+        counts: ConnectionCounts,
+        limits: ConnectionLimits | None,
+        task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        self.peer.network.apps[self.peer.name] = app
+        task_status.started([self.peer.url])
+        await trio.sleep_forever()
+
+    def announcer(
+        self,
+        advert: Advert,
+        found: Callable[[Found], None],
+        gone: Callable[[Gone], None],
+        *,
+        interfaces: Sequence[str] | None,
+        scheme: str,
+    ) -> SimAnnouncer:
+        return SimAnnouncer(self.peer)
+
+    def addresses(self, host: str, interfaces: Sequence[str] | None) -> list[str]:
+        return []
+
+
+class SimAnnouncer:
+    """mDNS among neighbours: on the air, a node finds its awake neighbours and they find
+    it; its goodbye makes them forget it; its digest reaches those that know it, at most
+    once per :data:`TXT_UPDATE_MIN_INTERVAL` (unless the scenario turns digests off)."""
+
+    def __init__(self, peer: SimPeer) -> None:
+        self.peer = peer
+        self._last_update = -TXT_UPDATE_MIN_INTERVAL
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
-            result = await client.sync()
-        except ProphetError:
-            # A failed exchange may still have kept whole batches it pulled.
-            self.observe()
-            return Outcome(ok=False)
-        self.received += result.pulled.changesets.integrated + result.pushed.changesets.integrated
-        self.skipped += result.pulled.changesets.skipped + result.pushed.changesets.skipped
-        outcome = outcome_of(result)
-        if outcome.received:
-            self.observe()
-        return outcome
+            for other in self.peer.neighbours:
+                if not other.asleep:
+                    self.peer.node.found(_advert_of(other))
+                    other.node.found(_advert_of(self.peer))
+            task_status.started()
+            await trio.sleep_forever()
+        finally:
+            if self.peer.asleep:  # a closed laptop says goodbye; the end of a run does not
+                for other in self.peer.neighbours:
+                    other.node.gone(Gone(self.peer.name))
 
-    async def aclose(self) -> None:
-        await self.http.aclose()
+    async def update_digest(self, digest: bytes) -> None:
+        if not self.peer.advertise_digests or self.peer.asleep:
+            return
+        wait = self._last_update + TXT_UPDATE_MIN_INTERVAL - trio.current_time()
+        if wait > 0:
+            await trio.sleep(wait)
+        self._last_update = trio.current_time()
+        for other in self.peer.neighbours:
+            if self.peer.url in other.scheduler.peers:
+                other.scheduler.peers.add(self.peer.url, digest)
+
+
+def _advert_of(peer: SimPeer) -> Found:
+    """What ``peer``'s neighbours see of it on the simulated LAN."""
+    digest = peer.node.scheduler.our_digest if peer.advertise_digests else None
+    return Found(peer.name, peer.url, peer.replica.uuid, digest)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import os
 import random
 import resource
@@ -182,10 +183,6 @@ async def _run(
 
     churn = Churn.from_table(scenario.churn)
     network.conditions.asleep = initially_asleep(churn, peers, rng)
-    for peer in peers:
-        for other in peer.neighbours:
-            if not peer.asleep and not other.asleep:
-                peer.scheduler.add_peer(other.url, other.scheduler.our_digest)
     partitions = plan_partitions(scenario.network.get("partitions", []), names, rng)
     plan = workload.plan(len(peers), rng)
     churn_rngs = [random.Random(rng.getrandbits(32)) for _ in peers]
@@ -220,7 +217,6 @@ async def _run(
         for peer in peers:
             if not peer.asleep:
                 await nursery.start(peer.live)
-            nursery.start_soon(peer.advertise)
             if churn.active:
                 nursery.start_soon(run_churn, churn, peer, churn_rngs[int(peer.name[1:])], nursery)
         for partition in partitions:
@@ -251,8 +247,6 @@ async def _run(
         if progress is not None:
             progress(end_s, holdings.held_fraction, max_s)
         nursery.cancel_scope.cancel()
-    for peer in peers:
-        await peer.aclose()
 
     digests = {p.replica.main.digest() for p in peers}
     ok = convergence_s is not None and len(digests) == 1
@@ -325,12 +319,26 @@ def simulate(
         report, graph = run_rounds(scenario, seed)
         report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         return Outcome(report, graph)
-    with _deterministic_trio(seed), _lazy_gc():
+    with _deterministic_trio(seed), _lazy_gc(), _quiet_nodes():
         clock = trio.testing.MockClock(autojump_threshold=0)
         if root is not None:
             return trio.run(_run, scenario, root, seed, progress, interruptible, clock=clock)
         with tempfile.TemporaryDirectory(prefix="p2p-sim-", dir=_scratch()) as tmp:
             return trio.run(_run, scenario, Path(tmp), seed, progress, interruptible, clock=clock)
+
+
+@contextlib.contextmanager
+def _quiet_nodes() -> Iterator[None]:
+    """The simulated nodes' own log lines (a failed sync, a peer discovered) are the
+    report's figures, counted; one per event would drown a run's output.  Errors still
+    show."""
+    logger = logging.getLogger("p2p_prophet.node")
+    saved = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(saved)
 
 
 def _scratch() -> str | None:

@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import trio
 
-from p2p_prophet.net.server import NodeApp
+from p2p_prophet.net.server import PEER_SCOPE_KEY, NodeApp
+from p2p_prophet.security.tls import NotTrusted, TrustedPeers
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class SimNetwork:
     default: LinkModel = field(default_factory=LinkModel)
     links: dict[frozenset[str], LinkModel] = field(default_factory=dict)
     apps: dict[str, NodeApp] = field(default_factory=dict)
+    fingerprints: dict[str, str] = field(default_factory=dict)  # members' nodes' identities
     conditions: Conditions = field(default_factory=Conditions)
     bytes_by_peer: dict[str, int] = field(default_factory=dict)  # sent + received
     requests_by_peer: dict[str, int] = field(default_factory=dict)  # made + served
@@ -79,8 +81,17 @@ class SimNetwork:
     def link(self, a: str, b: str) -> LinkModel:
         return self.links.get(frozenset((a, b)), self.default)
 
-    def client(self, source: str) -> SimHttp:
-        return SimHttp(self, source)
+    def client(
+        self,
+        source: str,
+        fingerprint: str | None = None,
+        trusted: Callable[[], TrustedPeers] | None = None,
+    ) -> SimHttp:
+        """The HTTP client of peer ``source``.  For a members' node, ``fingerprint`` is
+        the identity it presents (its client certificate, as servers see it) and
+        ``trusted`` the members it accepts as servers now (its pinned TLS context): a
+        target whose identity is not among them is refused before anything is sent."""
+        return SimHttp(self, source, fingerprint, trusted)
 
     def _count(self, source: str, target: str, size: int) -> None:
         self.bytes_total += size
@@ -100,9 +111,17 @@ class SimHttp:
     byte for byte.
     """
 
-    def __init__(self, network: SimNetwork, source: str) -> None:
+    def __init__(
+        self,
+        network: SimNetwork,
+        source: str,
+        fingerprint: str | None = None,
+        trusted: Callable[[], TrustedPeers] | None = None,
+    ) -> None:
         self.network = network
         self.source = source
+        self.fingerprint = fingerprint
+        self.trusted = trusted
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -138,9 +157,16 @@ class SimHttp:
             net.lost += 1
             await trio.sleep(high)
             raise httpx.ConnectError(f"the request to {target} was lost", request=request)
+        if self.trusted is not None:
+            theirs = net.fingerprints.get(target)
+            if theirs is None or theirs not in self.trusted():
+                # What the pinned TLS context does at the handshake.
+                await trio.sleep(high)
+                refusal = NotTrusted(theirs, f"{target} is not a member")
+                raise httpx.ConnectError(f"{target}: {refusal}", request=request) from refusal
         await trio.sleep(net.rng.uniform(low, high) + link.transfer_s(len(body)))
         status, response_headers, answer = await _call_asgi(
-            net.apps[target], request, body, headers, source
+            net.apps[target], request, body, headers, source, self.fingerprint
         )
         await trio.sleep(net.rng.uniform(low, high) + link.transfer_s(len(answer)))
         net._count(source, target, len(body) + len(answer))
@@ -150,9 +176,15 @@ class SimHttp:
 
 
 async def _call_asgi(
-    app: NodeApp, request: httpx.Request, body: bytes, headers: dict[str, str], client: str
+    app: NodeApp,
+    request: httpx.Request,
+    body: bytes,
+    headers: dict[str, str],
+    client: str,
+    fingerprint: str | None,
 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """One HTTP/1.1 request through an ASGI app: the whole body in, the whole answer out."""
+    """One HTTP/1.1 request through an ASGI app: the whole body in, the whole answer out;
+    the caller's identity in the scope, as a TLS connection gives it to the app."""
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -165,6 +197,7 @@ async def _call_asgi(
         "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
         "client": (client, 0),
         "server": (request.url.host, 80),
+        PEER_SCOPE_KEY: fingerprint,
     }
     delivered = False
     status = 500
