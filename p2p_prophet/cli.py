@@ -24,7 +24,7 @@ from p2p_prophet import __version__, operations
 from p2p_prophet.clock import to_datetime, utc_minutes
 from p2p_prophet.config import DEFAULT_PORT, override
 from p2p_prophet.config import load as load_config
-from p2p_prophet.errors import ProphetError, RecordNotFound
+from p2p_prophet.errors import DamagedReplica, InvalidValue, ProphetError, RecordNotFound
 from p2p_prophet.model import ChangeSet, Value, check_name, check_value
 from p2p_prophet.operations import (
     DEFAULT_LIFETIME,
@@ -144,7 +144,7 @@ def resolve_uuid(replica: Replica, rtype: str, given: str) -> str:
     if not matches:
         raise RecordNotFound(f"no {rtype} with a uuid starting {given!r}")
     if len(matches) > 1:
-        raise ProphetError(f"{given!r} matches several {rtype} records; give more of the uuid")
+        raise InvalidValue(f"{given!r} matches several {rtype} records; give more of the uuid")
     return matches[0]
 
 
@@ -404,7 +404,7 @@ def check_(ctx: click.Context, as_json: bool) -> None:
             for problem in f.problems:
                 click.echo(f"  {problem}")
     if not report.ok:
-        raise ProphetError(
+        raise DamagedReplica(
             f"{path} is damaged: writes are refused until `p2p-prophet check` finds it "
             "whole; restore it from a backup, or clone a fresh replica from a peer"
         )
@@ -493,13 +493,13 @@ def _numbered_records(
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ProphetError(f"line {lineno}: not JSON ({exc.msg})") from None
+            raise InvalidValue(f"line {lineno}: not JSON ({exc.msg})") from None
         if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
-            raise ProphetError(f'line {lineno}: expected {{"type": ..., "props": {{...}}}}')
+            raise InvalidValue(f'line {lineno}: expected {{"type": ..., "props": {{...}}}}')
         props = obj.get("props", {})
         uuid = obj.get("uuid")
         if not isinstance(props, dict) or (uuid is not None and not isinstance(uuid, str)):
-            raise ProphetError(f'line {lineno}: "props" must be an object, "uuid" a string')
+            raise InvalidValue(f'line {lineno}: "props" must be an object, "uuid" a string')
         yield lineno, obj["type"], props, uuid
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import trio
 
-from p2p_prophet.errors import ProphetError
+from p2p_prophet.errors import InvalidValue, NotFound, ProphetError
 from p2p_prophet.gossip import GossipConfig, Outcome, Scheduler
 from p2p_prophet.net.bounds import DEFAULT_BOUNDS, ServerBounds
 from p2p_prophet.net.client import HttpClient, Peer
@@ -103,7 +103,7 @@ class Node:
         if tls is None:
             tls = replica.identity is not None
         if tls and replica.identity is None:
-            raise ProphetError(
+            raise InvalidValue(
                 f"{replica.path} has no identity (its database has no members), so it can "
                 "only be served without TLS: `p2p-prophet serve --insecure`"
             )
@@ -470,5 +470,5 @@ def read_status(replica: Path) -> dict[str, Any]:
     except (OSError, ValueError, KeyError):
         alive = False
     if not alive:
-        raise ProphetError(f"no node is running on {replica} (start one with `p2p-prophet serve`)")
+        raise NotFound(f"no node is running on {replica} (start one with `p2p-prophet serve`)")
     return status

@@ -40,7 +40,7 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from p2p_prophet.errors import ProphetError
+from p2p_prophet.errors import InvalidValue, ProphetError
 from p2p_prophet.keys.identity import SEED_BYTES, Identity
 from p2p_prophet.model import CBORError, canonical, strict_loads
 from p2p_prophet.security.membership import add_member
@@ -200,12 +200,12 @@ def create_invite(
     """
     identity = replica.identity
     if identity is None:
-        raise ProphetError(
+        raise InvalidValue(
             f"{replica.path} has no identity (made with `init --insecure`), so its "
             "database has no members to invite into; clone it by path or plain URL instead"
         )
     if not urls:
-        raise ProphetError("an invite needs the address of a node to join through")
+        raise InvalidValue("an invite needs the address of a node to join through")
     for url in urls:
         check_node_url(url)
         if not url.startswith("https://"):

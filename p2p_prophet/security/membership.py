@@ -66,7 +66,7 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from p2p_prophet.errors import IdentityError, ProphetError
+from p2p_prophet.errors import IdentityError, InvalidValue, NotFound
 from p2p_prophet.keys.identity import der_fingerprint, load_certificate
 from p2p_prophet.model import Record, Value
 from p2p_prophet.security.tls import TrustedPeers
@@ -184,7 +184,7 @@ def add_member(
             batch.create(MEMBER_TYPE, props, ruuid)
             return fp
         if not row.live:
-            raise ProphetError(
+            raise InvalidValue(
                 f"{fp} was a member and has been removed; a removed identity cannot be"
                 " added again (removal is final for that key, so a lost laptop's key stays"
                 " out). To rejoin, make a new identity and add that one"
@@ -215,7 +215,7 @@ def remove_member(replica: Replica, fingerprint: str) -> None:
         # An invite's identity does not count: it stands for no one yet, and expires.
         lasting = [m for m in members(replica) if m.expires is None]
         if all(m.fingerprint == target.fingerprint for m in lasting):
-            raise ProphetError(
+            raise InvalidValue(
                 f"{_label(target)} is the last member of this database; removing it would"
                 " lock everyone out. Add another member first"
             )
@@ -249,12 +249,12 @@ def resolve(replica: Replica, prefix: str) -> Member:
     """
     wanted = prefix.strip().lower()
     if not wanted or not set(wanted) <= _HEX or len(wanted) > _FINGERPRINT_LENGTH:
-        raise ProphetError(
+        raise InvalidValue(
             f"{prefix!r} is not a fingerprint or the start of one (hex digits, at most"
             f" {_FINGERPRINT_LENGTH})"
         )
     if len(wanted) < MIN_PREFIX:
-        raise ProphetError(
+        raise InvalidValue(
             f"{prefix!r} is too short to name a member; give at least {MIN_PREFIX} hex digits"
             " of its fingerprint"
         )
@@ -264,23 +264,23 @@ def resolve(replica: Replica, prefix: str) -> Member:
         return found[0]
     if found:
         listing = "; ".join(_label(m) for m in found)
-        raise ProphetError(
+        raise InvalidValue(
             f"{wanted} starts the fingerprints of {len(found)} members ({listing}); give more"
             " digits"
         )
     if len(wanted) == _FINGERPRINT_LENGTH:
         row = replica.main.find_record(MEMBER_TYPE, member_uuid(wanted))
         if row is not None and not row.live:
-            raise ProphetError(f"{wanted} is no longer a member: it was removed")
+            raise NotFound(f"{wanted} is no longer a member: it was removed")
     claimed = [r for r in invalid if r.fingerprint is not None and r.fingerprint.startswith(wanted)]
     if claimed:
         listing = "; ".join(f"record {r.uuid}: {r.reason}" for r in claimed)
-        raise ProphetError(
+        raise NotFound(
             f"no member's fingerprint starts with {wanted}; only member records that are not"
             f" valid, and so let no one in, claim it ({listing})"
         )
     known = "no members" if not valid else "members: " + "; ".join(_label(m) for m in valid)
-    raise ProphetError(f"no member's fingerprint starts with {wanted} (this database has {known})")
+    raise NotFound(f"no member's fingerprint starts with {wanted} (this database has {known})")
 
 
 def removed_members(replica: Replica) -> list[Member]:

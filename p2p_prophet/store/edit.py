@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from p2p_prophet.clock import HybridClock
-from p2p_prophet.errors import InvalidValue, ProphetError, RecordNotFound
+from p2p_prophet.errors import AlreadyExists, InvalidValue, RecordNotFound
 from p2p_prophet.keys.signing import Signer
 from p2p_prophet.model import (
     MAX_EDIT_BYTES,
@@ -69,7 +69,7 @@ class EditBatch:
         else:
             check_uuid(uuid)
             if (rtype, uuid) in self._new or self._db.find_record(rtype, uuid):
-                raise ProphetError(f"{rtype} {uuid} already exists")
+                raise AlreadyExists(f"{rtype} {uuid} already exists")
         changes = tuple(
             PropChange(name, None, value)
             for name, value in sorted(_checked(props).items())

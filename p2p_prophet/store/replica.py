@@ -29,9 +29,10 @@ from typing import Any
 from p2p_prophet.clock import HybridClock
 from p2p_prophet.errors import (
     AlreadyExists,
+    DamagedReplica,
     IdentityError,
+    InvalidValue,
     NotAReplica,
-    ProphetError,
     ReplicaNotFound,
 )
 from p2p_prophet.keys.identity import CERT_FILE, KEY_FILE, Identity
@@ -111,7 +112,7 @@ class Replica:
         if secret is None:
             return None
         if not isinstance(secret, bytes | bytearray | memoryview):
-            raise ProphetError(
+            raise DamagedReplica(
                 f"the replica's discovery_secret is a {type(secret).__name__}, not bytes "
                 "(the replica is damaged)"
             )
@@ -157,7 +158,7 @@ class Replica:
         resolutions_meta: dict[str, Any] = {}
         if identity is not None:
             if replica_uuids is not None:
-                raise ProphetError(
+                raise InvalidValue(
                     "a signed replica's uuids are derived from its identity; "
                     "give an identity or replica uuids, not both"
                 )
@@ -168,13 +169,13 @@ class Replica:
                 not isinstance(discovery_secret, bytes)
                 or len(discovery_secret) < MIN_DISCOVERY_SECRET_BYTES
             ):
-                raise ProphetError(
+                raise InvalidValue(
                     f"a discovery secret is at least {MIN_DISCOVERY_SECRET_BYTES} bytes"
                 )
             main_meta = {"signed": 1, "discovery_secret": discovery_secret}
             resolutions_meta = {"signed": 1}
         elif discovery_secret is not None:
-            raise ProphetError("a discovery secret belongs to a signed replica: give its identity")
+            raise InvalidValue("a discovery secret belongs to a signed replica: give its identity")
         db_uuid, (replica_uuid, resolutions_uuid) = _new_ids(db_uuid, replica_uuids)
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = path.with_name(f".{path.name}.creating-{os.getpid()}")

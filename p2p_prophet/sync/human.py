@@ -11,7 +11,7 @@ from typing import Any
 
 import cbor2
 
-from p2p_prophet.errors import ProphetError, RecordNotFound
+from p2p_prophet.errors import InvalidValue, RecordNotFound
 from p2p_prophet.model import Stamp, Value
 from p2p_prophet.store.replica import Replica
 from p2p_prophet.sync import resolutions as resdb
@@ -69,7 +69,7 @@ def conflict_record(replica: Replica, prefix: str) -> tuple[str, str]:
     if not rows:
         raise RecordNotFound(f"no conflict with a fingerprint starting {prefix!r}")
     if len(rows) > 1:
-        raise ProphetError(f"{prefix!r} matches several conflicts; give more of the fingerprint")
+        raise InvalidValue(f"{prefix!r} matches several conflicts; give more of the fingerprint")
     return rows[0][1], rows[0][2]
 
 
@@ -86,7 +86,7 @@ def resolve_conflict(
     if row is None:
         raise RecordNotFound(f"no {rtype} {ruuid}")
     if not row.live:
-        raise ProphetError(
+        raise InvalidValue(
             f"{rtype} {ruuid} was deleted, and a delete wins over concurrent updates; "
             "create a new record to bring its contents back"
         )
