@@ -40,30 +40,46 @@ class Server:
         self.process = subprocess.Popen(
             [SCRIPT, "-R", str(replica), "serve", *LOOPBACK_ONLY, *options],
             stderr=subprocess.PIPE,
-            text=True,
         )
         self.lines: list[str] = []
-        self.url = self._wait_for("serving replica").rsplit(" at ", 1)[1].strip()
+        self._pending = b""
+        try:
+            self.url = self._wait_for("serving replica").rsplit(" at ", 1)[1].strip()
+        except BaseException:
+            self.process.kill()  # a node that never said it serves is not left running
+            self.process.wait()
+            raise
 
     def _wait_for(self, needle: str, timeout: float = 20.0) -> str:
+        """The first line of the node's stderr holding ``needle``.  Read from the pipe
+        itself, not through a buffered reader: select() cannot see lines already taken
+        into a reader's buffer (two lines written at once would hide the second)."""
         assert self.process.stderr is not None
+        fd = self.process.stderr.fileno()
         selector = selectors.DefaultSelector()
-        selector.register(self.process.stderr, selectors.EVENT_READ)
+        selector.register(fd, selectors.EVENT_READ)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if selector.select(timeout=deadline - time.monotonic()):
-                line = self.process.stderr.readline()
-                if not line:
-                    break
+        while True:
+            while b"\n" in self._pending:
+                raw, self._pending = self._pending.split(b"\n", 1)
+                line = raw.decode() + "\n"
                 self.lines.append(line)
                 if needle in line:
                     return line
+            left = deadline - time.monotonic()
+            if left <= 0 or not selector.select(timeout=left):
+                break
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            self._pending += chunk
         raise AssertionError(f"no {needle!r} from the node: {''.join(self.lines)}")
 
     def stop(self) -> tuple[int, str]:
         self.process.send_signal(signal.SIGTERM)
         _, rest = self.process.communicate(timeout=20)
-        return self.process.returncode, "".join(self.lines) + rest
+        text = (self._pending + rest).decode()
+        return self.process.returncode, "".join(self.lines) + text
 
 
 @pytest.fixture
