@@ -85,10 +85,10 @@ def test_a_goodbye_drops_a_discovered_peer_but_never_one_given_by_hand(
 ) -> None:
     given = "http://198.18.0.7:7420"
     node = Node(make_replica("alice"), peers=[given])
-    node._found(Found("a", given, THEM, None))  # the given peer also shows up on mDNS
-    node._found(Found("b", "http://198.18.0.8:7420", ME, None))
-    node._found(Found("b", "http://198.18.0.9:7420", ME, None))  # b moved
+    node.found(Found("a", given, THEM, None))  # the given peer also shows up on mDNS
+    node.found(Found("b", "http://198.18.0.8:7420", ME, None))
+    node.found(Found("b", "http://198.18.0.9:7420", ME, None))  # b moved
     assert set(node.scheduler.peers.peers) == {given, "http://198.18.0.9:7420"}
-    node._gone(Gone("a"))
-    node._gone(Gone("b"))
+    node.gone(Gone("a"))
+    node.gone(Gone("b"))
     assert set(node.scheduler.peers.peers) == {given}

@@ -299,8 +299,9 @@ async def test_something_that_is_not_a_node_is_named_as_such(
         await send({"type": "http.response.body", "body": b"<html></html>"})
 
     [url] = await nursery.start(serve, web_page, "127.0.0.1", 0)
-    with pytest.raises(Refused, match=r"not a p2p-prophet node.*text/html"):
+    with pytest.raises(Refused, match=r"not a p2p-prophet node.*text/html") as refusal:
         await peer(url, make_replica("bob"), http).pull()
+    assert refusal.value.code is ErrorCode.MALFORMED
 
 
 async def _lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -411,8 +412,9 @@ async def test_a_node_speaking_another_version_is_explained(
     bob = make_replica("bob")
     hello_v3 = frame(cbor2.dumps([0, 3, "what version 3 says"]))
     [url] = await nursery.start(serve, _fake_node({"/prophet/hello": hello_v3}), "127.0.0.1", 0)
-    with pytest.raises(Refused, match=r"protocol version 3.*speaks 2.*Upgrade"):
+    with pytest.raises(Refused, match=r"protocol version 3.*speaks 2.*Upgrade") as refusal:
         await peer(url, bob, http).pull()
+    assert refusal.value.code is ErrorCode.UNSUPPORTED_VERSION
 
 
 # -- refusals seen by the node -----------------------------------------------------------------
@@ -535,8 +537,9 @@ async def test_a_node_whose_disk_is_full_refuses_a_push_and_loses_nothing(
     # Cap Alice's file at its current size: SQLite fails as on a full disk.
     pages = alice.main.conn.execute("PRAGMA page_count").fetchone()[0]
     alice.main.conn.execute(f"PRAGMA max_page_count = {pages}")
-    with pytest.raises(Refused, match=r"cannot store changesets.*disk is full"):
+    with pytest.raises(Refused, match=r"cannot store changesets.*disk is full") as refusal:
         await peer(url, bob, http, attempts=2, backoff=0.01).push()
+    assert refusal.value.code is ErrorCode.UNAVAILABLE
     assert state(alice) == before
     alice.main.conn.execute("PRAGMA max_page_count = 1073741823")  # space again
     assert (await peer(url, bob, http).push()).changesets.integrated == 2000
