@@ -560,3 +560,42 @@ def test_a_simulated_peer_is_the_node_following_its_membership_and_publishing_st
     finally:
         for replica in replicas:
             replica.close()
+
+
+def test_news_pushed_to_a_node_travels_on_as_a_rumor_not_at_the_next_round() -> None:
+    """A line a - b - c, all holding the same.  An edit at a is pushed to b; b must
+    tell c at once (a rumor), judging against its *new* digest: c still advertises b's
+    old one, and a rumor judged against that finds nobody to tell and dies, leaving c to
+    wait for an anti-entropy round (an hour here)."""
+    network = SimNetwork(random.Random(3))
+    db_uuid = "0f6f38a6-7c8e-4b4e-9d4e-0a1b2c3d4e5f"
+    replicas = [Replica.in_memory(Path(f"memory:{n}"), db_uuid) for n in "abc"]
+    slow_rounds = GossipConfig(interval=3600.0)
+    peers = [
+        SimPeer(n, r, network, slow_rounds, seed=i, holdings=Holdings(3))
+        for i, (n, r) in enumerate(zip("abc", replicas, strict=True))
+    ]
+    a, b, c = peers
+    a.neighbours, b.neighbours, c.neighbours = [b], [a, c], [b]
+    arrived: list[float] = []
+
+    async def main() -> None:
+        for peer in peers:
+            peer.ready()
+        async with trio.open_nursery() as nursery:
+            for peer in peers:
+                await nursery.start(peer.live)
+            start = trio.current_time()
+            a.edit("ticket", {"summary": "news"})
+            with trio.fail_after(60):  # virtual seconds; an anti-entropy round is 3600
+                while c.ticket(a.replica.uuid) == 0:
+                    await trio.sleep(0.1)
+            arrived.append(trio.current_time() - start)
+            nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    finally:
+        for replica in replicas:
+            replica.close()
+    assert arrived and arrived[0] < 5

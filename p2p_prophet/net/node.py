@@ -33,6 +33,7 @@ from p2p_prophet.net.client import HttpClient, Peer
 from p2p_prophet.net.gossip import GossipLoop, outcome_of
 from p2p_prophet.net.listener import ConnectionCounts, ConnectionLimits
 from p2p_prophet.net.mdns import (
+    TXT_UPDATE_MIN_INTERVAL,
     Advert,
     Found,
     Gone,
@@ -143,6 +144,7 @@ class Node:
             bounds=bounds,
         )
         self._digest_stale = False
+        self._digest_stale_now = trio.Event()  # set with _digest_stale: look at once
         self._versions = (0, 0)  # the replica's data versions the watch last saw
         self.urls: list[str] = []
         self.connections = ConnectionCounts()  # what the server holds, for status
@@ -222,11 +224,15 @@ class Node:
             self.discovery = None
 
     async def _keep_digest_advertised(self, discovery: Announcer) -> None:
+        """Advertise the digest as it changes, at most once per
+        :data:`TXT_UPDATE_MIN_INTERVAL`: after each wait, the digest of *now* (the
+        latest wins; one changed while waiting is not advertised stale)."""
         while True:
             await self._digest_changed.wait()
             self._digest_changed = trio.Event()
             if self.scheduler.our_digest is not None:
                 await discovery.update_digest(self.scheduler.our_digest)
+            await trio.sleep(TXT_UPDATE_MIN_INTERVAL)
 
     @property
     def scheme(self) -> str:
@@ -336,16 +342,21 @@ class Node:
         return outcome
 
     def _pushed(self) -> None:
-        self._digest_stale = True
-        self.loop.news()
+        self._mark_digest_stale()
         if self.on_change is not None:
             self.on_change()
 
     def edited(self) -> None:
         """This process edited the replica through the node's own connection (which the
-        watch cannot see): its digest is recomputed at the next look, and the rumor is hot."""
+        watch cannot see): its digest is recomputed at once, then the rumor is hot."""
+        self._mark_digest_stale()
+
+    def _mark_digest_stale(self) -> None:
+        # The watch recomputes the digest, then makes the rumor hot: in that order, or
+        # the rumor would be judged against the old digest, which the peers that were in
+        # sync advertise, and die at once with nobody told.
         self._digest_stale = True
-        self.loop.news()
+        self._digest_stale_now.set()
 
     def status(self) -> dict[str, Any]:
         """What this node knows, as `p2p-prophet peers` shows it."""
@@ -398,19 +409,20 @@ class Node:
     async def _watch(self) -> None:
         """Notice edits other processes commit to the replica after ``self._versions``
         were read, and tell the loop (started again after a failure, it goes on from
-        the versions it last saw)."""
+        the versions it last saw).  Changes this process made (a push taken, an edit)
+        are looked at once, so that the advertised digest follows them without delay."""
         replica = self.replica
         while True:
-            await trio.sleep(self.watch_interval)
+            with trio.move_on_after(self.watch_interval):
+                await self._digest_stale_now.wait()
+            self._digest_stale_now = trio.Event()
             now = await self.worker.run(_data_versions, replica)
-            edited = now != self._versions
-            if edited or self._digest_stale:
+            if now != self._versions or self._digest_stale:
                 self._versions, self._digest_stale = now, False
                 await self._digest_changed_by_us()
+                self.loop.news()
             elif self.tls and trio.current_time() >= self._next_trust_check:
                 await self._refresh_trust()  # invites expire with nothing written
-            if edited:
-                self.loop.news()
 
 
 def _screen(replica: Replica, caller: str | None, batch: Batch) -> None:

@@ -30,8 +30,8 @@ from p2p_prophet.gossip import GossipConfig, Scheduler
 from p2p_prophet.model import Value
 from p2p_prophet.net.client import HttpClient
 from p2p_prophet.net.listener import ConnectionCounts, ConnectionLimits
-from p2p_prophet.net.mdns import TXT_UPDATE_MIN_INTERVAL, Advert, Found, Gone
-from p2p_prophet.net.node import Node
+from p2p_prophet.net.mdns import Advert, Found, Gone
+from p2p_prophet.net.node import Node, local_digest
 from p2p_prophet.net.server import NodeApp
 from p2p_prophet.net.worker import ReplicaWorker
 from p2p_prophet.sim.transport import SimNetwork
@@ -84,7 +84,8 @@ class SimPeer:
     """One simulated laptop: a real :class:`~p2p_prophet.net.node.Node` over its replica,
     given the in-memory network, virtual time and storage on the trio thread
     (:class:`SimSurroundings`, :class:`InlineWorker`).  The node's status is kept in
-    memory (every ``status_interval_s``), not written to a file."""
+    memory (every ``status_interval_s``), not written to a file; its watch looks every
+    ``watch_interval_s``."""
 
     def __init__(
         self,
@@ -97,6 +98,7 @@ class SimPeer:
         clock_skew_s: float = 0.0,
         advertise_digests: bool = True,
         status_interval_s: float = 10.0,
+        watch_interval_s: float = 1.0,
     ) -> None:
         self.name = name
         self.holdings = holdings
@@ -117,6 +119,10 @@ class SimPeer:
             worker=InlineWorker(replica),
             write_status=False,
             status_interval=status_interval_s,
+            # No other process edits a simulated replica: the watch only picks up the
+            # digest after pushes, and looking ten times a second would cost more than
+            # the gossip itself at a thousand peers.
+            watch_interval=watch_interval_s,
             on_change=self.observe,
         )
         self.created: list[str] = []  # records this peer created (delete candidates)
@@ -213,6 +219,13 @@ class SimPeer:
                 self.holdings.rose(origin, old, seq)
                 self.arrivals.setdefault(origin, []).append((now, seq))
 
+    def ready(self) -> None:
+        """Before the run: note what this peer holds, and have its node advertise the
+        digest of it from the first instant, as laptops that were on before the run
+        began would (neighbours holding the same then skip each other)."""
+        self.observe()
+        self.node.scheduler.our_digest = local_digest(self.replica)
+
     def ticket(self, origin: str) -> int:
         """This peer's merge ticket for ``origin``, as last observed."""
         return self._tickets.get(origin, 0)
@@ -285,7 +298,6 @@ class SimAnnouncer:
 
     def __init__(self, peer: SimPeer) -> None:
         self.peer = peer
-        self._last_update = -TXT_UPDATE_MIN_INTERVAL
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
@@ -301,12 +313,9 @@ class SimAnnouncer:
                     other.node.gone(Gone(self.peer.name))
 
     async def update_digest(self, digest: bytes) -> None:
+        # The node spaces its updates by mDNS's rate (Node._keep_digest_advertised).
         if not self.peer.advertise_digests or self.peer.asleep:
             return
-        wait = self._last_update + TXT_UPDATE_MIN_INTERVAL - trio.current_time()
-        if wait > 0:
-            await trio.sleep(wait)
-        self._last_update = trio.current_time()
         for other in self.peer.neighbours:
             if self.peer.url in other.scheduler.peers:
                 other.scheduler.peers.add(self.peer.url, digest)

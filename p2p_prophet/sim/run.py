@@ -178,7 +178,7 @@ async def _run(
     shared = preload(peers, workload.records)
     gc.freeze()  # the peers live for the whole run: no collection need walk them (_lazy_gc)
     for peer in peers:
-        peer.observe()
+        peer.ready()
     hot = max(1, min(workload.hot_records, workload.records))
 
     churn = Churn.from_table(scenario.churn)
