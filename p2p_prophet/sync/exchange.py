@@ -380,6 +380,9 @@ async def sync(remote: Remote, caller: Caller) -> SyncResult:
     too, so that both sides end with the very same changesets.
     """
     await remote.pull_into(caller)
+    if caller.settled:  # both held the same already: one HELLO was the whole sync
+        caller.settled = False
+        return SyncResult(caller.pulled, caller.pushed)
     await remote.push_from(caller)
     if caller.pushed.changesets.resolutions_minted:
         await remote.pull_into(caller)
