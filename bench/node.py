@@ -126,8 +126,9 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     parser.add_argument("--quick", action="store_true", help="small figures, for CI")
     args = parser.parse_args()
+    startup_runs, edits = 5, 20
     if args.quick:
-        args.idle_seconds = 2.0
+        args.idle_seconds, startup_runs, edits = 2.0, 2, 5
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         with Replica.init(root / "alice") as alice:
@@ -141,7 +142,7 @@ def main() -> None:
         alice_node = NodeProcess(root / "alice", a_port)
         alice_node.first("serving replica")
         startups = []
-        for _ in range(5):
+        for _ in range(startup_runs):
             bob_node = NodeProcess(root / "bob", free_port(), "--peer", alice_node.url)
             startups.append(bob_node.first(f"anti-entropy with {alice_node.url}: ok"))
             bob_node.stop()
@@ -155,7 +156,7 @@ def main() -> None:
         latencies = []
         with Replica.open(root / "alice") as writer, Replica.open(root / "bob") as reader:
             spacing = random.Random(1)
-            for i in range(20):
+            for i in range(edits):
                 # Edits a few tenths of a second apart, at no fixed beat (a fixed one would
                 # lock onto the node's 0.1 s watch and measure the beat, not the node).
                 time.sleep(0.3 + 0.2 * spacing.random())

@@ -60,11 +60,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("scenarios", nargs="*", type=Path)
     parser.add_argument(
-        "--quick", action="store_true", help="one seed of office-lan.toml only, for CI"
+        "--quick", action="store_true", help="one seed of ring-100.toml only, for CI"
     )
     args = parser.parse_args()
     if args.quick:
-        args.seeds, args.scenarios = 1, [ROOT / "office-lan.toml"]
+        args.seeds, args.scenarios = 1, [ROOT / "ring-100.toml"]
     paths = args.scenarios or sorted(ROOT.glob("*.toml")) + sorted(ROOT.glob("theory/*.toml"))
     print(describe())
     print(f"{args.seeds} seeds per scenario (1..{args.seeds})\n")
