@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -12,6 +13,16 @@ from hypothesis import HealthCheck, settings
 
 from p2p_prophet.security import Identity
 from p2p_prophet.store import Replica
+
+# Real SQLite files, on RAM where the machine has a tmpfs: every commit is fsync'd, and
+# on this CI's disk the random-workload and kill -9 suites spent most of their time
+# waiting for fsyncs that tell a test nothing (a killed process loses no more on tmpfs
+# than on disk; power loss is not what they test).  pytest's tmp_path and the tempfile
+# module both follow; P2P_PROPHET_TEST_DISK=1 keeps them on the default disk.
+_RAM = Path("/dev/shm")
+if os.environ.get("P2P_PROPHET_TEST_DISK") != "1" and _RAM.is_dir() and os.access(_RAM, os.W_OK):
+    os.environ["TMPDIR"] = str(_RAM)
+    tempfile.tempdir = str(_RAM)
 
 settings.register_profile(
     "ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
