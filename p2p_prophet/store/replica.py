@@ -296,14 +296,20 @@ class Replica:
         commit.  If the block raises, nothing of the batch is written.
         """
         with self.main.transaction():
-            # Another process may have edited or integrated since we opened: never issue
-            # a stamp below one it used or saw.
-            self.clock.observe(self.main.get_meta("hlc", 0))
-            self.clock.observe(self.resolutions.get_meta("hlc", 0))
+            self.observe_persisted_clock()
             batch = EditBatch(self.main, self.uuid, self.creator, self.clock, self.signer)
             yield batch
             batch.flush()
             self.main.set_meta("hlc", self.clock.last)
+
+    def observe_persisted_clock(self) -> None:
+        """Move the clock past the stamps other processes sharing this replica issued or
+        saw (P8).  Every writer calls it first thing inside its write transaction: the
+        write lock it holds is the one those processes issue their stamps under, so no
+        stamp of this replica's origins can be issued twice or go backwards, however
+        many processes (CLI commands, a node, a gateway) share the replica."""
+        self.clock.observe(self.main.get_meta("hlc", 0))
+        self.clock.observe(self.resolutions.get_meta("hlc", 0))
 
     def create(self, rtype: str, props: Mapping[str, Value], uuid: str | None = None) -> str:
         """Create one record in its own transaction; return its uuid."""

@@ -192,6 +192,9 @@ class _Batch:
 
     def _run(self, batch: Iterable[Incoming]) -> IntegrationResult:
         with self.db.transaction():
+            # Another process sharing the replica may have issued stamps since this one
+            # last looked: the fix-ups minted here must come after them (P8).
+            self.replica.observe_persisted_clock()
             self.log = LogAppender(self.db, self.db.get_meta("replica_uuid"), self.replica.signer)
             self.tickets = self.db.tickets()
             self.new = NewRecords(self.db)

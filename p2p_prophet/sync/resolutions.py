@@ -78,6 +78,7 @@ def record(
     written = 0
     resdb = replica.resolutions
     with resdb.transaction():
+        replica.observe_persisted_clock()
         # A signed replica's one signer seals these too: the key derives the resolution
         # database's origin as well as the main one's.
         batch = EditBatch(
