@@ -18,7 +18,7 @@ import p2p_prophet
 LAYERS: list[set[str]] = [
     {"p2p_prophet", "errors"},  # the version; the error taxonomy
     {"clock", "url", "model", "gossip", "keys"},  # plain values and rules; sans-IO gossip
-    {"wire", "config"},  # the wire format; settings
+    {"wire", "config", "conflict"},  # the wire format; settings; conflicts of writes
     {"store"},  # SQLite, and nothing else does SQL
     {"sync"},  # the exchange: caller and callee, integration, conflicts
     {"security", "foreign"},  # membership, invites, TLS; gateways to foreign replicas

@@ -5,7 +5,7 @@ Nothing here imports trio, httpx or zeroconf: path-to-path transfers, the networ
 and the simulator all run these same functions (docs/replication.md).
 """
 
-from p2p_prophet.sync.conflict import Conflict, ConflictKind
+from p2p_prophet.conflict import Conflict, ConflictKind
 from p2p_prophet.sync.exchange import Callee, Caller, Remote, SyncResult, TransferResult
 from p2p_prophet.sync.integrate import (
     IntegrationError,

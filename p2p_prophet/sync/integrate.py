@@ -73,6 +73,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 
 from p2p_prophet.clock import to_datetime
+from p2p_prophet.conflict import Choice, Conflict, ConflictKind, PropConflict
 from p2p_prophet.errors import MalformedChangeSet, ProphetError, SealError
 from p2p_prophet.keys.signing import verify_seal
 from p2p_prophet.model import (
@@ -90,7 +91,6 @@ from p2p_prophet.store.database import Database, RecordRow
 from p2p_prophet.store.new_records import NewRecords
 from p2p_prophet.store.replica import Replica
 from p2p_prophet.sync import resolutions as resdb
-from p2p_prophet.sync.conflict import Choice, Conflict, ConflictKind, PropConflict
 
 
 class IntegrationError(ProphetError):
