@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 
 from p2p_prophet.model import ChangeSet, Kind
 from p2p_prophet.store import Replica
+from p2p_prophet.store.history import refresh_conflicts
 from p2p_prophet.sync import clone, integrate, integrate_resolutions, transfer
+from p2p_prophet.sync.human import list_conflicts
 
 VALUES = st.one_of(st.sampled_from(["open", "stalled", "closed", ""]), st.integers(0, 3), st.none())
 PROPS = st.sampled_from(["status", "owner", "prio"])
@@ -48,6 +50,20 @@ def check_prefix_invariant(replica: Replica) -> None:
         assert set(seen) == {o for o, k in tickets.items() if k > 0}
         for origin, seqs in seen.items():
             assert seqs == list(range(1, tickets[origin] + 1))
+
+
+def listed_rows(replica: Replica) -> list[tuple[str, str, str, bytes]]:
+    """The conflicts listed, without the local seq of their latest write."""
+    return sorted((f, t, u, body) for f, t, u, _, body in replica.main.conflicts())
+
+
+def record_keys(replica: Replica) -> dict[int, tuple[str, str]]:
+    keys = {}
+    for rec in [*replica.main.live_records(), *replica.main.removed_records("ticket")]:
+        row = replica.main.find_record(rec.type, rec.uuid)
+        assert row is not None
+        keys[row.rid] = (rec.type, rec.uuid)
+    return keys
 
 
 @settings(max_examples=500, deadline=None)
@@ -85,6 +101,16 @@ def test_random_workloads_converge(scenario: tuple[int, list[tuple]]) -> None:  
 
             digests = {r.main.digest() for r in replicas}
             assert len(digests) == 1  # P1
+            # ... and they say the same things: the same conflicts, fingerprints and
+            # choices, whatever order each met the writes in; and the list kept as
+            # writes arrived is the one computed afresh from all of them.
+            listed = [list_conflicts(r) for r in replicas]
+            assert all(entries == listed[0] for entries in listed)
+            for r in replicas:
+                kept = listed_rows(r)
+                with r.main.transaction():
+                    refresh_conflicts(r.main, record_keys(r))
+                assert listed_rows(r) == kept
             assert len({tuple(sorted(r.main.tickets().items())) for r in replicas}) == 1
             for r in replicas:
                 check_prefix_invariant(r)  # P2

@@ -101,6 +101,11 @@ class LogAppender:
             body = cs.encode()
         return self._buffer(cs, body, changeset_id(body), seal)
 
+    @property
+    def last_seq(self) -> int:
+        """The local seq of the changeset appended last."""
+        return self._next_seq - 1
+
     def _buffer(self, cs: ChangeSet, body: bytes, id_: bytes, seal: bytes | None) -> int:
         seq = self._next_seq
         self._next_seq += 1

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from p2p_prophet.errors import DamagedReplica, NotAReplica, ReplicaNotFound, StorageError
 from p2p_prophet.model import Record, Stamp, Value, canonical, decode_value, encode_value
-from p2p_prophet.store.schema import MIGRATIONS, SCHEMA_VERSION
+from p2p_prophet.store.schema import FILLS_FROM_LOG, MIGRATIONS, SCHEMA_VERSION
 
 # "PrPh": marks a SQLite file as ours, so a stray database is refused, not misread.
 APPLICATION_ID = 0x50725068
@@ -261,11 +261,16 @@ class Database:
             self._migrate(target)
 
     def _migrate(self, from_version: int) -> None:
-        script = MIGRATIONS[from_version]
         try:
-            self.conn.executescript(
-                f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {from_version + 1};\nCOMMIT;"
-            )
+            self.conn.execute("BEGIN IMMEDIATE")
+            for statement in _statements(MIGRATIONS[from_version]):
+                self.conn.execute(statement)
+            if from_version in FILLS_FROM_LOG:
+                from p2p_prophet.store.history import fill_from_log
+
+                fill_from_log(self)
+            self.conn.execute(f"PRAGMA user_version = {from_version + 1}")
+            self.conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
@@ -575,20 +580,49 @@ class Database:
             ]
         )
 
-    # -- conflicts met (the main database's log of them) ------------------------------------
+    # -- the writes held, and the conflicts listed from them (store/history.py) -----------
 
-    def insert_conflicts(self, rows: Iterable[tuple[str, str, str, int, bytes]]) -> None:
-        """Log conflicts met: ``(fingerprint, type, uuid, seq, body)``, inside a
+    def insert_writes(
+        self, rows: Iterable[tuple[int, str, int, str, int, str, bytes | None, bytes | None]]
+    ) -> None:
+        """Record writes ``(rid, name, seq, kind, hlc, origin, old, new)``, inside a
         transaction."""
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO writes (rid, name, seq, kind, hlc, origin, old, new) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    def writes_of(
+        self, rid: int
+    ) -> list[tuple[str, int, str, int, str, bytes | None, bytes | None]]:
+        """Every write held of record ``rid``: ``(name, seq, kind, hlc, origin, old, new)``."""
+        return self.conn.execute(
+            "SELECT name, seq, kind, hlc, origin, old, new FROM writes WHERE rid = ?", (rid,)
+        ).fetchall()
+
+    def replace_conflicts(
+        self, rtype: str, ruuid: str, rows: Iterable[tuple[str, str, str, int, bytes]]
+    ) -> set[str]:
+        """Make ``(fingerprint, type, uuid, seq, body)`` rows the conflicts listed for
+        one record, inside a transaction; return the fingerprints listed before."""
+        before = {
+            r[0]
+            for r in self.conn.execute(
+                "SELECT fingerprint FROM conflicts WHERE type = ? AND uuid = ?", (rtype, ruuid)
+            )
+        }
+        self.conn.execute("DELETE FROM conflicts WHERE type = ? AND uuid = ?", (rtype, ruuid))
         self.conn.executemany(
             "INSERT INTO conflicts (fingerprint, type, uuid, seq, body) VALUES (?, ?, ?, ?, ?)",
             rows,
         )
+        return before
 
     def conflicts(self) -> list[tuple[str, str, str, int, bytes]]:
-        """Every conflict met, oldest first: ``(fingerprint, type, uuid, seq, body)``."""
+        """Every conflict listed: ``(fingerprint, type, uuid, seq, body)``."""
         return self.conn.execute(
-            "SELECT fingerprint, type, uuid, seq, body FROM conflicts ORDER BY id"
+            "SELECT fingerprint, type, uuid, seq, body FROM conflicts ORDER BY fingerprint"
         ).fetchall()
 
     def conflicts_with_prefix(self, prefix: str, limit: int = 2) -> list[tuple[str, str, str]]:
@@ -632,6 +666,19 @@ class Database:
         for record in self.live_records():
             h.update(canonical([record.type, record.uuid, sorted(record.props.items())]))
         return h.hexdigest()
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The SQL statements of ``script``, one by one (so that they run in the caller's
+    transaction, which ``executescript`` would commit first)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending
+            pending = ""
+    if pending.strip():
+        yield pending
 
 
 def _record_row(row: tuple[Any, ...]) -> RecordRow:

@@ -32,6 +32,7 @@ from p2p_prophet.model import (
 )
 from p2p_prophet.store.appender import LogAppender
 from p2p_prophet.store.database import Database, RecordRow
+from p2p_prophet.store.history import History
 from p2p_prophet.store.new_records import NewRecords
 
 
@@ -56,6 +57,7 @@ class EditBatch:
         self._clock = clock
         self._log = LogAppender(db, origin, signer)
         self._new = NewRecords(db)
+        self._history = History(db)
 
     def create(self, rtype: str, props: Mapping[str, Value], uuid: str | None = None) -> str:
         """Create a record of ``rtype`` with ``props`` (null values are left out).
@@ -75,9 +77,11 @@ class EditBatch:
             for name, value in sorted(_checked(props).items())
             if value is not None
         )
-        cs = self._append(Change(rtype, uuid, Op.CREATE, changes))
+        change = Change(rtype, uuid, Op.CREATE, changes)
+        cs = self._append(change)
         stamp = cs.stamp
-        self._new.add(rtype, uuid, stamp, ((p.name, p.new, stamp) for p in changes))
+        rid = self._new.add(rtype, uuid, stamp, ((p.name, p.new, stamp) for p in changes))
+        self._history.add(rid, self._log.last_seq, cs, change)
         return uuid
 
     def update(self, rtype: str, uuid: str, props: Mapping[str, Value]) -> ChangeSet | None:
@@ -96,8 +100,12 @@ class EditBatch:
                 changes.append(PropChange(name, old, value))
         if not changes:
             return None
-        cs = self._append(Change(rtype, uuid, Op.UPDATE, tuple(changes)))
+        change = Change(rtype, uuid, Op.UPDATE, tuple(changes))
+        cs = self._append(change)
         self._db.write_props((row.rid, p.name, p.new, cs.stamp) for p in changes)
+        # A local update starts from the values here and is stamped after every write
+        # seen: it changes no conflict (store/history.py).
+        self._history.add(row.rid, self._log.last_seq, cs, change)
         return cs
 
     def delete(self, rtype: str, uuid: str) -> ChangeSet:
@@ -108,14 +116,18 @@ class EditBatch:
             for name, stored in sorted(self._db.props(row.rid).items())
             if stored.value is not None
         )
-        cs = self._append(Change(rtype, uuid, Op.DELETE, changes))
+        change = Change(rtype, uuid, Op.DELETE, changes)
+        cs = self._append(change)
         self._db.mark_deleted(row.rid, cs.stamp)
+        self._history.add(row.rid, self._log.last_seq, cs, change)
+        self._history.stale(row.rid, rtype, uuid)  # a deleted record lists other conflicts
         return cs
 
     def flush(self) -> None:
         """Write buffered rows (called before reads and at commit)."""
         self._log.flush()
         self._new.flush()
+        self._history.flush()
 
     def _live(self, rtype: str, uuid: str) -> RecordRow:
         self.flush()

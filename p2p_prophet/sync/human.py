@@ -18,11 +18,13 @@ from p2p_prophet.sync import resolutions as resdb
 
 
 def list_conflicts(replica: Replica) -> list[dict[str, Any]]:
-    """Every conflict this replica met, oldest first, with each property's choices, the
-    value it holds now, and how that value came to be."""
+    """Every conflict listed (a function of the changesets held: the same on every
+    replica holding the same ones, p2p_prophet/conflict.py), oldest first (by their
+    latest write, then fingerprint), with each property's choices, the value it holds
+    now, and how that value came to be."""
     db = replica.main
     entries = []
-    for fingerprint, rtype, ruuid, seq, body in db.conflicts():
+    for fingerprint, rtype, ruuid, _, body in sorted(db.conflicts(), key=_latest_write):
         _, kind, _, _, props = cbor2.loads(body)
         record = db.find_record(rtype, ruuid)
         stored = {} if record is None else db.props(record.rid)
@@ -54,12 +56,20 @@ def list_conflicts(replica: Replica) -> list[dict[str, Any]]:
                 "kind": kind,
                 "type": rtype,
                 "uuid": ruuid,
-                "seq": seq,
                 "answered": resdb.lookup(replica.resolutions, fingerprint) is not None,
                 "props": out_props,
             }
         )
     return entries
+
+
+def _latest_write(row: tuple[str, str, str, int, bytes]) -> tuple[int, str]:
+    """A listed conflict's order: the stamp of its latest write, then its fingerprint
+    (the local seq would differ from replica to replica)."""
+    props = cbor2.loads(row[4])[4]
+    return max(
+        (h for _, _, choices in props for _, h, _ in choices if h is not None), default=0
+    ), row[0]
 
 
 def conflict_record(replica: Replica, prefix: str) -> tuple[str, str]:

@@ -88,6 +88,7 @@ from p2p_prophet.model import (
 )
 from p2p_prophet.store.appender import LogAppender
 from p2p_prophet.store.database import Database, RecordRow
+from p2p_prophet.store.history import History
 from p2p_prophet.store.new_records import NewRecords
 from p2p_prophet.store.replica import Replica
 from p2p_prophet.sync import resolutions as resdb
@@ -170,7 +171,9 @@ class _Batch:
         self.log: LogAppender
         self.tickets: dict[str, int] = {}
         self.new: NewRecords
-        self.conflict_rows: list[tuple[str, str, str, int, bytes]] = []
+        self.history: History
+        # The records each change of the changeset being taken wrote to (rid, change).
+        self.written: list[tuple[int, Change]] = []
         self.answers: dict[str, tuple[str, str, resdb.Answer]] = {}
         # Signed replicas only: for each origin, its latest changeset taken in this batch
         # (what its next one must link to, and whose seal is verified at the end), as
@@ -198,6 +201,7 @@ class _Batch:
             self.log = LogAppender(self.db, self.db.get_meta("replica_uuid"), self.replica.signer)
             self.tickets = self.db.tickets()
             self.new = NewRecords(self.db)
+            self.history = History(self.db)
             for cs, body, seal in batch:
                 self.result.received += 1
                 self.take(cs, body, seal)
@@ -205,8 +209,7 @@ class _Batch:
             self.verify_seals()
             self.new.flush()
             self.log.flush()
-            if self.conflict_rows:
-                self.db.insert_conflicts(self.conflict_rows)
+            self.history.flush()
             self.db.set_meta("hlc", self.clock.last)
             if self.answers:
                 # Answers are committed just before the changesets that raised them: if we
@@ -239,16 +242,17 @@ class _Batch:
         self.tickets[cs.origin] = cs.origin_seq
         self.observe(cs)
         detect = self.detect and cs.kind is Kind.EDIT
+        self.written.clear()
         conflicts = [c for c in (self.apply(cs, ch, detect) for ch in cs.changes) if c]
         self.result.integrated += 1
         prop_conflicts = [c for c in conflicts if c.kind is ConflictKind.PROPS]
         if prop_conflicts:
             self.log.append(self.nullification(prop_conflicts))
         seq = self.log.append(cs, body, seal)
+        for rid, change in self.written:
+            self.history.add(rid, seq, cs, change)
         if prop_conflicts:
             self.resolve(prop_conflicts)
-        for c in conflicts:
-            self.conflict_rows.append((c.fingerprint, c.type, c.uuid, seq, c.encode()))
         self.result.conflicts += len(conflicts)
 
     # -- signatures (signed replicas only) ---------------------------------------------
@@ -316,7 +320,7 @@ class _Batch:
 
     # -- applying writes ---------------------------------------------------------------
 
-    def apply(self, cs: ChangeSet, change: Change, detect: bool) -> Conflict | None:
+    def apply(self, cs: ChangeSet, change: Change, detect: bool) -> Conflict[PropConflict] | None:
         stamp = cs.stamp
         row = self.record(change.type, change.uuid)
         if change.op is Op.DELETE:
@@ -324,14 +328,16 @@ class _Batch:
         if row is None:
             # Every write keeps its stamp, a null one too (so that an older write
             # arriving later cannot bring the property back).
-            self.new.add(
+            rid = self.new.add(
                 change.type,
                 change.uuid,
                 stamp,
                 ((p.name, p.new, p.stamp or stamp) for p in change.props),
             )
+            self.written.append((rid, change))
             if change.op is Op.CREATE or not detect:
                 return None
+            self.history.stale(rid, change.type, change.uuid)
             return Conflict(
                 change.type,
                 change.uuid,
@@ -344,18 +350,27 @@ class _Batch:
         current = self.db.props(row.rid)
         conflicting = []
         writes = []
+        # Whether the listed conflicts may change (store/history.py): unless every write
+        # lands last in its property's stamp order and saw the value before it.
+        stale = not row.live
         for p in change.props:
             w = p.stamp or stamp
             stored = current.get(p.name)
             value = None if stored is None else stored.value
-            if stored is None or w > stored.stamp:
+            later = stored is None or w > stored.stamp
+            if later:
                 writes.append((row.rid, p.name, p.new, w))
-            if detect and not same_value(p.old, value) and not same_value(p.new, value):
+            saw = same_value(p.old, value) or same_value(p.new, value)
+            stale = stale or not (later and saw)
+            if detect and not saw:
                 local = Choice(value, None if stored is None else stored.stamp)
                 conflicting.append(PropConflict(p.name, p.old, local, Choice(p.new, w)))
         self.db.write_props(writes)
+        self.written.append((row.rid, change))
         if not detect:
             return None
+        if stale:
+            self.history.stale(row.rid, change.type, change.uuid)
         if not row.live:
             assert row.deleted is not None
             return Conflict(
@@ -375,14 +390,19 @@ class _Batch:
 
     def apply_delete(
         self, change: Change, row: RecordRow | None, stamp: Stamp, detect: bool
-    ) -> Conflict | None:
+    ) -> Conflict[PropConflict] | None:
         if row is None:
             rid = self.new.add(change.type, change.uuid, stamp, ())
             self.new.flush()
             self.db.mark_deleted(rid, stamp)
+            self.written.append((rid, change))
             if not detect:
                 return None
+            self.history.stale(rid, change.type, change.uuid)
             return Conflict(change.type, change.uuid, ConflictKind.MISSING, ())
+        self.written.append((row.rid, change))
+        if detect:
+            self.history.stale(row.rid, change.type, change.uuid)
         if not row.live:
             # Delete/delete: the same outcome either way; keep the larger tombstone stamp
             # so every replica ends with the same one.
@@ -408,7 +428,7 @@ class _Batch:
 
     # -- fix-ups -----------------------------------------------------------------------
 
-    def nullification(self, conflicts: list[Conflict]) -> ChangeSet:
+    def nullification(self, conflicts: list[Conflict[PropConflict]]) -> ChangeSet:
         """The "before" fix-up: what had to be undone for the incoming change to apply
         cleanly (each conflicted property back to the incoming change's ``old``)."""
         return ChangeSet(
@@ -428,7 +448,7 @@ class _Batch:
             ),
         )
 
-    def resolve(self, conflicts: list[Conflict]) -> None:
+    def resolve(self, conflicts: list[Conflict[PropConflict]]) -> None:
         """Answer each conflict: reuse the resolution database's answer if it has one,
         else mint an "after" fix-up carrying the policy's winners and their stamps."""
         minted: list[Change] = []
@@ -460,7 +480,7 @@ class _Batch:
         if not minted:
             return
         # Numbered (it travels), and in a signed replica chained and sealed by the log.
-        self.log.append_own(
+        resolution = self.log.append_own(
             ChangeSet(
                 origin=self.log.own_origin,
                 origin_seq=self.log.peek_own_seq(),
@@ -470,6 +490,10 @@ class _Batch:
                 changes=tuple(minted),
             )
         )
+        for change in minted:
+            row = self.record(change.type, change.uuid)
+            assert row is not None  # a props conflict is met on a record held
+            self.history.add(row.rid, self.log.last_seq, resolution, change)
         self.result.resolutions_minted += 1
 
     def record(self, rtype: str, ruuid: str) -> RecordRow | None:

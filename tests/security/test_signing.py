@@ -837,7 +837,7 @@ def test_a_version_2_replica_gets_the_seal_column(tmp_path: Path) -> None:
     with Replica.open(path) as replica:
         assert not replica.signed
         for db in (replica.main, replica.resolutions):
-            assert db.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+            assert db.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
             columns = [c[1] for c in db.conn.execute("PRAGMA table_info(changesets)")]
             assert columns[-1] == "seal"
         [old] = replica.main.changesets_after(0, ALL)
