@@ -33,6 +33,7 @@ from p2p_prophet.operations import (
     Replica,
     SyncResult,
     TransferResult,
+    explain_fork,
 )
 from p2p_prophet.progress import transfer_bar
 from p2p_prophet.url import check_node_url
@@ -509,10 +510,14 @@ def _numbered_records(
 T = TypeVar("T")
 
 
-def report_transfer(verb: str, where: str, result: TransferResult, as_json: bool) -> None:
+def report_transfer(
+    verb: str, where: str, result: TransferResult, as_json: bool, *, forks: bool = True
+) -> None:
     if as_json:
         emit_json(result.to_json())
         return
+    for fork in result.forks if forks else ():
+        click.echo(f"warning: {explain_fork(fork, where.split(' ', 1)[1])}", err=True)
     cs = result.changesets
     parts = [f"{verb} {cs.integrated} changesets {where}"]
     if cs.skipped:
@@ -638,7 +643,7 @@ def sync_(ctx: click.Context, peer: str, force: bool, as_json: bool) -> None:
         emit_json({"pulled": both.pulled.to_json(), "pushed": both.pushed.to_json()})
     else:
         report_transfer("pulled", f"from {peer}", both.pulled, False)
-        report_transfer("pushed", f"to {peer}", both.pushed, False)
+        report_transfer("pushed", f"to {peer}", both.pushed, False, forks=False)
 
 
 @cli.command()
@@ -1030,6 +1035,12 @@ def peers(ctx: click.Context, as_json: bool) -> None:
         emit_json(status)
         return
     click.echo(f"node {status['name']!r} at {', '.join(status['urls'])} (pid {status['pid']})")
+    for fork in status.get("forks", []):
+        database = "resolution database" if fork["resolutions"] else "records"
+        click.echo(
+            f"  forked origin {fork['origin']}#{fork['seq']} ({database}) with "
+            f"{fork['peer_name']} since {fork['found']}: nothing of it moves between the two"
+        )
     if not status["peers"]:
         click.echo("no peers yet", err=True)
     for p in status["peers"]:
@@ -1107,6 +1118,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
     """Run the CLI; map expected errors to a message and an exit status."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or os.environ.get("P2P_PROPHET_DEBUG") == "1"
+    # Commands say what matters in their own words (a node's log is set up by `serve`):
+    # no stray log lines on stderr from Python's last-resort handler.
+    logging.getLogger("p2p_prophet").addHandler(logging.NullHandler())
     try:
         try:
             code = cli.main(args=args, prog_name="p2p-prophet", standalone_mode=False)

@@ -54,6 +54,7 @@ from p2p_prophet.store.database import is_corruption, mark_damaged
 from p2p_prophet.store.replica import check_free, default_creator
 from p2p_prophet.sync import Caller, LocalRemote, Remote, SyncResult, TransferResult, exchange
 from p2p_prophet.sync import clone as path_clone
+from p2p_prophet.sync.forks import explain as explain_fork
 from p2p_prophet.sync.human import conflict_record, list_conflicts, resolve_conflict
 from p2p_prophet.sync.local import run_now
 from p2p_prophet.url import BadURL, NodeURL, check_node_url
@@ -221,9 +222,7 @@ def pull(
 
     async def main() -> TransferResult:
         async with open_remote(replica, source, progress=progress) as remote:
-            caller = Caller(replica, remote.where, force=force)
-            await remote.pull_into(caller)
-            return caller.pulled
+            return await exchange.pull(remote, Caller(replica, remote.where, force=force))
 
     return run(source, main)
 
@@ -605,6 +604,7 @@ __all__ = [
     "client_tls",
     "clone",
     "conflicts",
+    "explain_fork",
     "init",
     "invite",
     "invite_urls",

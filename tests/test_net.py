@@ -394,7 +394,9 @@ async def test_a_broken_node_costs_the_puller_nothing_but_the_bad_batch(
 ) -> None:
     bob = make_replica("bob")
     first = [(hashlib.sha256(b).digest(), b, None) for b in (_edit(MALLORY, 1), _edit(MALLORY, 2))]
-    stream = encode(Vectors({MALLORY: 4}, {})) + encode_batch(first, resolution=False) + tail
+    stream = (
+        encode(Vectors({MALLORY: 4}, {}, bytes(8))) + encode_batch(first, resolution=False) + tail
+    )
     if tail:
         stream += encode_end()
     app = _fake_node({"/prophet/hello": _hello_like(bob), "/prophet/exchange": stream})

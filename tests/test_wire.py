@@ -126,7 +126,7 @@ def test_a_frame_cut_short_is_truncated() -> None:
 
 MESSAGES = [
     HELLO,
-    Vectors({ORIGIN: 3}, {}, (Witness(ORIGIN, 3, b"\x07" * 32),)),
+    Vectors({ORIGIN: 3}, {}, b"\x01" * 8, (Witness(ORIGIN, 2, b"\x07" * 8),)),
     Changeset(hashlib.sha256(changeset(1)).digest(), changeset(1)),
     Changeset(hashlib.sha256(changeset(1)).digest(), changeset(1), resolution=True),
     BatchEnd(12, last=True),
@@ -165,13 +165,16 @@ def test_a_changeset_whose_id_does_not_match_its_body_is_refused() -> None:
         cbor2.dumps([42]),  # unknown type
         cbor2.dumps([4, -1, False]),  # negative count
         cbor2.dumps([4, 1, 1]),  # last is not a boolean
-        cbor2.dumps([1, {"not-a-uuid": 1}, {}, []]),
-        cbor2.dumps([1, {ORIGIN: 0}, {}, []]),  # zero ticket
-        cbor2.dumps([1, {}, {}, [[ORIGIN, 1, b"short"]]]),
+        cbor2.dumps([1, {"not-a-uuid": 1}, {}, bytes(8), []]),
+        cbor2.dumps([1, {ORIGIN: 0}, {}, bytes(8), []]),  # zero ticket
+        cbor2.dumps([1, {}, {}, b"", [[ORIGIN, 1, b"short"]]]),
+        cbor2.dumps([1, {ORIGIN: 1}, {}, bytes(7), []]),  # heads not 8 bytes per origin
+        cbor2.dumps([1, {ORIGIN: 1}, {}, "heads", []]),  # heads not bytes
+        cbor2.dumps([1, {}, {}, []]),  # a version 2 VECTORS (no heads)
         b"\xc2\x41\x01",  # a tag (bignum)
         b"\x9f\xff",  # indefinite-length array
         cbor2.dumps([1, [[[[[1]]]]], {}, []]),  # nested too deep
-        cbor2.dumps([0, 2, "a", "b", "c", b"", b""]),  # bad uuids and digests
+        cbor2.dumps([0, 3, "a", "b", "c", b"", b""]),  # bad uuids and digests
         cbor2.dumps([4, 0, True]) + b"\xff",  # bytes after the message
     ],
 )
@@ -184,7 +187,7 @@ def test_malformed_messages_are_refused(content: bytes) -> None:
 def test_a_vector_beyond_the_limit_is_too_large() -> None:
     vector = {f"00000000-0000-4000-8000-{i:012x}": 1 for i in range(11)}
     with pytest.raises(ProtocolError) as err:
-        decode(cbor2.dumps([1, vector, {}, []]), Limits(max_vector_entries=10))
+        decode(cbor2.dumps([1, vector, {}, bytes(88), []]), Limits(max_vector_entries=10))
     assert err.value.code is ErrorCode.TOO_LARGE
 
 
@@ -277,7 +280,7 @@ def test_a_preamble_must_come_as_announced() -> None:
 
 VALID = (
     encode(HELLO)
-    + encode(Vectors({ORIGIN: 2}, {}))
+    + encode(Vectors({ORIGIN: 2}, {}, bytes(8)))
     + stream(
         (True, [changeset(1, "00000000-0000-4000-8000-0000000000e5")]),
         (False, [changeset(1), changeset(2)]),

@@ -195,9 +195,7 @@ class Peer:
     async def pull(self, *, force: bool = False) -> TransferResult:
         """Integrate what the node has and this replica lacks (``force``: even from
         another database)."""
-        caller = self.caller(force=force)
-        await self.pull_into(caller)
-        return caller.pulled
+        return await exchange.pull(self, self.caller(force=force))
 
     async def push(self) -> TransferResult:
         """Give the node what this replica has and it lacks (what the node did with it)."""

@@ -47,6 +47,7 @@ from p2p_prophet.security import authority, membership
 from p2p_prophet.security.tls import TrustedPeers, client_context, server_context
 from p2p_prophet.store import Replica
 from p2p_prophet.sync import exchange
+from p2p_prophet.sync.forks import forks_found
 from p2p_prophet.wire import Batch
 
 log = logging.getLogger("p2p_prophet.node")
@@ -396,7 +397,9 @@ class Node:
         path = self.status_file
         try:
             while True:
-                self.last_status = self.status()
+                status = self.status()
+                status["forks"] = await self.worker.run(forks_found, self.replica)
+                self.last_status = status
                 if path is not None:
                     text = json.dumps(self.last_status)
                     await trio.to_thread.run_sync(_write_atomically, path, text)

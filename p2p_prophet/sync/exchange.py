@@ -19,17 +19,22 @@ code says why (WRONG_DATABASE, SAME_REPLICA, LOST_HISTORY, INVALID_CHANGESET, ..
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import logging
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import astuple, dataclass, field
 from typing import Protocol
 
 from p2p_prophet.errors import ErrorCode, Refused
 from p2p_prophet.store.database import Database, LogRow
 from p2p_prophet.store.replica import Replica
+from p2p_prophet.sync import forks as forks_
+from p2p_prophet.sync.forks import Fork
 from p2p_prophet.sync.integrate import IntegrationError, IntegrationResult, integrate_decoded
 from p2p_prophet.sync.plan import DEFAULT_BATCH, DEFAULT_BATCH_BYTES, plan
 from p2p_prophet.sync.vector import count_lacking, heads_digest
-from p2p_prophet.wire import Batch, Counts, Hello, Receipt, Vectors, Witness
+from p2p_prophet.wire import Batch, Counts, Hello, Receipt, Vectors
+
+log = logging.getLogger(__name__)
 
 AfterIntegrate = Callable[[Replica, Batch], None]
 Screen = Callable[[Replica, "str | None", Batch], None]
@@ -41,13 +46,25 @@ class TransferResult:
 
     resolutions: IntegrationResult = field(default_factory=IntegrationResult)
     changesets: IntegrationResult = field(default_factory=IntegrationResult)
+    # Forked origins found (sync/forks.py): nothing of them moved.
+    forks: list[Fork] = field(default_factory=list)
 
     def add(self, other: TransferResult) -> None:
         self.resolutions.add(other.resolutions)
         self.changesets.add(other.changesets)
+        self.note_forks(other.forks)
 
-    def to_json(self) -> dict[str, dict[str, int]]:
-        return {"resolutions": vars(self.resolutions), "changesets": vars(self.changesets)}
+    def note_forks(self, found: Iterable[Fork]) -> None:
+        self.forks.extend(f for f in found if f not in self.forks)
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "resolutions": vars(self.resolutions),
+            "changesets": vars(self.changesets),
+        }
+        if self.forks:
+            out["forks"] = [str(f) for f in self.forks]
+        return out
 
 
 @dataclass
@@ -102,49 +119,39 @@ def check_peer(mine: Hello, theirs: Hello, *, force: bool = False, where: str = 
         )
 
 
-def vectors(replica: Replica, peer: Hello | None) -> Vectors:
-    """This replica's vectors, with witnesses about ``peer``'s own two logs."""
-    witnesses = []
-    if peer is not None:
-        for db, origin in (
-            (replica.main, peer.replica_uuid),
-            (replica.resolutions, peer.resolutions_uuid),
-        ):
-            held = db.ticket(origin)
-            if held:
-                id_ = db.changeset_id(origin, held)
-                assert id_ is not None  # the prefix invariant: held means logged
-                witnesses.append(Witness(origin, held, id_))
-    return Vectors(replica.main.tickets(), replica.resolutions.tickets(), tuple(witnesses))
+def vectors(replica: Replica, witnesses: Iterable[Fork] = ()) -> Vectors:
+    """This replica's vectors and heads, with witnesses at the places of ``witnesses``
+    (forks found on the peer's heads, for the peer to see too; sync/forks.py)."""
+    return Vectors(
+        replica.main.tickets(),
+        replica.resolutions.tickets(),
+        forks_.heads(replica),
+        forks_.witnesses(replica, witnesses),
+    )
 
 
-def check_witnesses(
+def compare(
     replica: Replica, theirs: Vectors, *, who: str = "this replica", where: str = "its peer"
-) -> None:
-    """Check the peer's copies of this replica's own changesets against its logs
-    (``who`` and ``where`` name the replica and its peer in the message).
+) -> tuple[Fork, ...]:
+    """The forks of other origins between this replica and the peer whose vectors are
+    ``theirs`` (``who`` and ``where`` name the two in messages).
 
-    A peer holding more of them than this replica made, or holding another changeset
-    under the same number, means this replica lost changesets it had shared (restored
-    from an old backup) and renumbered new ones: peers would skip those as already seen
-    and never converge.  Raises :class:`Refused` (LOST_HISTORY).
+    A fork of this replica's *own* origin (the peer holds more of its changesets than it
+    made, or another changeset under one of its numbers) means it lost changesets it had
+    shared (restored from an old backup) and renumbered new ones: peers would skip those
+    as already seen and never converge.  Raises :class:`Refused` (LOST_HISTORY).
     """
-    own = {
-        replica.uuid: replica.main,
-        replica.resolutions.get_meta("replica_uuid"): replica.resolutions,
-    }
-    for w in theirs.witnesses:
-        db: Database | None = own.get(w.origin)
-        if db is None:
-            continue
-        made = db.ticket(w.origin)
-        if w.seq > made or db.changeset_id(w.origin, w.seq) != w.id:
-            raise Refused(
-                ErrorCode.LOST_HISTORY,
-                f"{who} has lost changesets it already shared and renumbered new ones: "
-                f"{where} holds another #{w.seq} of its changesets than it has (it has "
-                f"made {made}). Do not edit it; clone a fresh replica instead",
-            )
+    found = forks_.compare(replica, theirs)
+    if found.own:
+        fork = found.own[0]
+        db = replica.resolutions if fork.resolutions else replica.main
+        raise Refused(
+            ErrorCode.LOST_HISTORY,
+            f"{who} has lost changesets it already shared and renumbered new ones: "
+            f"{where} holds another #{fork.seq} of its changesets than it has (it has "
+            f"made {db.ticket(fork.origin)}). Do not edit it; clone a fresh replica instead",
+        )
+    return found.forks
 
 
 def outgoing(
@@ -152,13 +159,21 @@ def outgoing(
     theirs: Vectors,
     batch_size: int = DEFAULT_BATCH,
     batch_bytes: int = DEFAULT_BATCH_BYTES,
+    forks: Iterable[Fork] = (),
 ) -> Iterator[tuple[bool, list[LogRow]]]:
     """What a replica with vectors ``theirs`` lacks, as ``(resolution, rows)`` batches:
-    resolutions first (P4), then changesets in this replica's log order."""
+    resolutions first (P4), then changesets in this replica's log order; nothing of an
+    origin forked between the two (``forks``)."""
+    theirs = forks_.excluding(theirs, replica, forks)
     for rows in plan(replica.resolutions, theirs.resolutions, batch_size, batch_bytes):
         yield True, rows
     for rows in plan(replica.main, theirs.main, batch_size, batch_bytes):
         yield False, rows
+
+
+def _tickets(replica: Replica) -> Vectors:
+    """This replica's vectors alone (to count what a peer lacks)."""
+    return Vectors(replica.main.tickets(), replica.resolutions.tickets())
 
 
 def lacking(mine: Vectors, theirs: Vectors) -> int:
@@ -218,6 +233,11 @@ class Caller:
         self.settled = False  # the last greeting found both holding the same changesets
         self.pulled = TransferResult()
         self.pushed = TransferResult()
+        # Forked origins found with this peer (sync/forks.py), and those found on its
+        # heads that it has not been shown yet (witnesses in the next VECTORS).
+        self.forks: tuple[Fork, ...] = ()
+        self.untold: tuple[Fork, ...] = ()
+        self.tell_only = False  # a push that only shows the peer the forks found
 
     def hello(self) -> Hello:
         return hello(self.replica)
@@ -229,19 +249,32 @@ class Caller:
         check_peer(mine, theirs, force=self.force, where=self.where)
         self.peer = theirs
         self.settled = in_sync(mine, theirs)
+        if self.settled:  # equal heads: no fork between the two
+            forks_.remember(self.replica, theirs.replica_uuid, self.where, ())
         return self.settled
 
     def vectors(self) -> Vectors:
-        """This replica's vectors, with witnesses about the greeted peer's logs."""
-        return vectors(self.replica, self.peer)
+        """This replica's vectors and heads, with witnesses of the forks it found that
+        the peer has not been shown."""
+        return vectors(self.replica, self.untold)
 
     def take_vectors(self, theirs: Vectors) -> int:
         """Check and keep the peer's vectors; returns how many changesets this replica
-        lacks of the peer's.  Raises :class:`Refused` (LOST_HISTORY)."""
+        lacks of the peer's (none of a forked origin: those move neither way).  Raises
+        :class:`Refused` (LOST_HISTORY)."""
         who = f"this replica ({self.replica.path})"
-        check_witnesses(self.replica, theirs, who=who, where=self.where)
-        self.their_vectors = theirs
-        return lacking(theirs, vectors(self.replica, None))
+        self.forks = compare(self.replica, theirs, who=who, where=self.where)
+        # What the peer's witnesses showed, it knows; what its heads showed, it may not.
+        shown = {(w.origin, w.seq) for w in theirs.witnesses}
+        self.untold = tuple(f for f in self.forks if (f.origin, f.seq) not in shown)
+        for result in (self.pulled, self.pushed):
+            result.note_forks(self.forks)
+        if self.peer is not None:
+            forks_.remember(self.replica, self.peer.replica_uuid, self.where, self.forks)
+        for fork in self.forks:
+            log.warning("%s", forks_.explain(fork, self.where))
+        self.their_vectors = forks_.excluding(theirs, self.replica, self.forks)
+        return lacking(self.their_vectors, _tickets(self.replica))
 
     def integrate(self, batch: Batch) -> IntegrationResult:
         """Integrate one pulled batch (see :func:`integrate_batch`)."""
@@ -260,21 +293,24 @@ class Caller:
         self, batch_size: int = DEFAULT_BATCH
     ) -> tuple[int, Iterator[tuple[bool, list[LogRow]]]] | None:
         """What the peer lacks, from its kept vectors: how many changesets, and their
-        batches; None if it lacks nothing.  The vectors are used up, so that a push
-        tried again greets the peer again."""
+        batches; None if it lacks nothing and has been shown every fork found (else a
+        push of nothing carries the witnesses).  With :attr:`tell_only`, nothing but the
+        witnesses.  The vectors are used up, so that a push tried again greets the peer
+        again."""
         theirs, self.their_vectors = self.their_vectors, None
         settled, self.settled = self.settled, False
         if settled or theirs is None:
             return None
-        total = lacking(vectors(self.replica, None), theirs)
+        total = 0 if self.tell_only else lacking(_tickets(self.replica), theirs)
         if total == 0:
-            return None
+            return (0, iter(())) if self.untold else None
         return total, outgoing(self.replica, theirs, batch_size)
 
     def take_receipt(self, receipt: Receipt) -> None:
-        """Add what the peer says it did with a push."""
+        """Add what the peer says it did with a push (which showed it the forks found)."""
         self.pushed.resolutions.add(result_of(receipt.resolutions))
         self.pushed.changesets.add(result_of(receipt.changesets))
+        self.untold = ()
 
 
 class Callee:
@@ -303,23 +339,26 @@ class Callee:
         self.after_integrate = after_integrate
         self.peer: Hello | None = None
         self.received = TransferResult()
+        self.forks: tuple[Fork, ...] = ()  # forked origins found with the caller
 
     def hello(self) -> Hello:
         return hello(self.replica)
 
     def answer(self, theirs: Hello, their_vectors: Vectors, force: bool = False) -> Vectors:
-        """The caller's HELLO and vectors checked, this replica's vectors to answer them
-        (after which :meth:`outgoing` plans what the caller lacks).  Raises
-        :class:`Refused` (SAME_REPLICA, WRONG_DATABASE unless ``force``, LOST_HISTORY)."""
+        """The caller's HELLO and vectors checked, this replica's vectors to answer them,
+        with witnesses of the forks found on the caller's heads (after which
+        :meth:`outgoing` plans what the caller lacks).  Raises :class:`Refused`
+        (SAME_REPLICA, WRONG_DATABASE unless ``force``, LOST_HISTORY)."""
         check_peer(self.hello(), theirs, force=force, where=self.names[1])
         self.peer = theirs
         self.take_vectors(their_vectors)
-        return vectors(self.replica, theirs)
+        return vectors(self.replica, self.forks)
 
     def outgoing(
         self, theirs: Vectors, batch_size: int = DEFAULT_BATCH
     ) -> Iterator[tuple[bool, list[LogRow]]]:
-        return outgoing(self.replica, theirs, batch_size)
+        """What the caller lacks, nothing of a forked origin."""
+        return outgoing(self.replica, theirs, batch_size, forks=self.forks)
 
     def take_hello(self, theirs: Hello, *, force: bool = False) -> None:
         """Check a pusher's HELLO.  Raises :class:`Refused` (SAME_REPLICA, and
@@ -336,8 +375,14 @@ class Callee:
         self.peer = theirs
 
     def take_vectors(self, theirs: Vectors) -> None:
-        """Check a caller's witnesses.  Raises :class:`Refused` (LOST_HISTORY)."""
-        check_witnesses(self.replica, theirs, who=self.names[0], where=self.names[1])
+        """Compare a caller's heads and witnesses with this replica's logs, and keep and
+        say the forks found.  Raises :class:`Refused` (LOST_HISTORY)."""
+        self.forks = compare(self.replica, theirs, who=self.names[0], where=self.names[1])
+        if self.peer is not None:
+            forks_.remember(self.replica, self.peer.replica_uuid, self.names[1], self.forks)
+        self.received.note_forks(self.forks)
+        for fork in self.forks:
+            log.warning("%s", forks_.explain(fork, self.names[1]))
 
     def integrate(self, batch: Batch) -> IntegrationResult:
         """Screen and integrate one pushed batch (see :func:`integrate_batch`)."""
@@ -370,6 +415,19 @@ class Remote(Protocol):
     async def push_from(self, caller: Caller) -> None:
         """Give the remote what the caller's replica has and it lacks (from the vectors
         the caller kept, if its pull just got them)."""
+
+
+async def pull(remote: Remote, caller: Caller) -> TransferResult:
+    """Pull from ``remote``; if that found forks the remote could not see, show them to
+    it (a push of nothing but the caller's vectors), so that both sides say so."""
+    await remote.pull_into(caller)
+    if caller.untold and not caller.force:
+        caller.tell_only = True
+        try:
+            await remote.push_from(caller)
+        finally:
+            caller.tell_only = False
+    return caller.pulled
 
 
 async def sync(remote: Remote, caller: Caller) -> SyncResult:

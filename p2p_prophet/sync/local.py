@@ -19,7 +19,7 @@ from p2p_prophet.keys.identity import Identity
 from p2p_prophet.model import ChangeSet
 from p2p_prophet.store.database import LogRow
 from p2p_prophet.store.replica import Replica
-from p2p_prophet.sync.exchange import Callee, Caller, SyncResult, TransferResult, sync
+from p2p_prophet.sync.exchange import Callee, Caller, SyncResult, TransferResult, pull, sync
 from p2p_prophet.sync.integrate import IntegrationResult
 from p2p_prophet.sync.plan import DEFAULT_BATCH
 from p2p_prophet.wire import Batch
@@ -109,8 +109,7 @@ def transfer(
     ``receiver`` pulls from ``sender``.  Raises :class:`~p2p_prophet.errors.Refused`
     (WRONG_DATABASE unless ``force``, SAME_REPLICA, LOST_HISTORY, INVALID_CHANGESET)."""
     caller = Caller(receiver, str(sender.path), force=force)
-    run_now(LocalRemote(sender, batch_size=batch_size, progress=progress).pull_into(caller))
-    return caller.pulled
+    return run_now(pull(LocalRemote(sender, batch_size=batch_size, progress=progress), caller))
 
 
 def push(giver: Replica, taker: Replica, *, force: bool = False) -> TransferResult:

@@ -20,8 +20,8 @@ class Limits:
     max_depth: int = 3
     # Origins in one vector: every replica that ever edited the database.
     max_vector_entries: int = 1 << 16
-    # Witnesses name the receiver's own two logs; a few spare for later versions.
-    max_witnesses: int = 8
+    # Witnesses name forked origins (sync/forks.py), at most 256 in one message.
+    max_witnesses: int = 256
     # What a receiver holds in memory before integrating: one batch (bodies and seals).
     # Senders cut batches at 4 MiB, or make one changeset a batch of its own
     # (sync/plan.py), so no honest batch is larger than the largest changeset and its

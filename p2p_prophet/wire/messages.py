@@ -5,7 +5,7 @@ each one byte by byte)::
 
     HELLO       [0, version, db_uuid, replica_uuid, resolutions_uuid,
                  main_digest, resolutions_digest]
-    VECTORS     [1, main_vector, resolutions_vector, witnesses]
+    VECTORS     [1, main_vector, resolutions_vector, heads, witnesses]
     CHANGESET   [2, id, body]  or  [2, id, body, seal]
     RESOLUTION  [3, id, body]  or  [3, id, body, seal]
     BATCH_END   [4, count, last]
@@ -17,7 +17,10 @@ newer peer "I do not speak your version" before reading anything else.
 
 Version 2 added the optional seal of a signed changeset (docs/security.md): 96 bytes, its
 origin's public key and signature over its id.  A version 1 peer would drop seals, so the
-two are not mixed.
+two are not mixed.  Version 3 added the heads to VECTORS (the first bytes of the id of
+each origin's last changeset held), so that any exchange notices a forked origin
+(docs/replication.md, "Forked origins"); its witnesses name any origin, not only the
+receiver's own.
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ from p2p_prophet.wire.errors import ErrorCode, ProtocolError, code_of
 from p2p_prophet.wire.frames import frame
 from p2p_prophet.wire.limits import DEFAULT_LIMITS, Limits
 
-PROTOCOL_VERSION = 2
-SUPPORTED_VERSIONS = (2,)
+PROTOCOL_VERSION = 3
+SUPPORTED_VERSIONS = (3,)
 DIGEST_BYTES = 8
 ID_BYTES = 32
+HEAD_BYTES = 8  # of an id, in heads and witnesses: enough to tell two changesets apart
 
 
 class MessageType(IntEnum):
@@ -65,8 +69,9 @@ class Hello:
 
 @dataclass(frozen=True)
 class Witness:
-    """ "I hold your changesets up to ``seq``, and #seq has this ``id``": lets the origin
-    notice that it lost changesets it had shared (restored from an old backup)."""
+    """ "My ``origin``#``seq`` has an id starting with ``id``" (:data:`HEAD_BYTES`), at a
+    place the receiver holds but the sender's heads do not show: how the side that found
+    a fork lets the other see it too."""
 
     origin: str
     seq: int
@@ -75,12 +80,25 @@ class Witness:
 
 @dataclass(frozen=True)
 class Vectors:
-    """A replica's merge-ticket vectors (records and resolutions) and its witnesses about
-    the peer's own logs."""
+    """A replica's merge-ticket vectors (records and resolutions), the first
+    :data:`HEAD_BYTES` of the id of each origin's last changeset held (``heads``: the
+    main vector's origins in sorted order, then the resolution vector's), and witnesses
+    at other places (both databases' origins: an origin is a uuid of one or the other)."""
 
     main: Mapping[str, int]
     resolutions: Mapping[str, int]
+    heads: bytes = b""
     witnesses: tuple[Witness, ...] = ()
+
+    def head_ids(self) -> tuple[dict[str, bytes], dict[str, bytes]]:
+        """The heads as ``origin -> id prefix``, for the main and the resolution vector."""
+        out: tuple[dict[str, bytes], dict[str, bytes]] = ({}, {})
+        at = 0
+        for vector, ids in zip((self.main, self.resolutions), out, strict=True):
+            for origin in sorted(vector):
+                ids[origin] = self.heads[at : at + HEAD_BYTES]
+                at += HEAD_BYTES
+        return out
 
 
 @dataclass(frozen=True)
@@ -164,6 +182,7 @@ def to_obj(message: Message) -> list[Any]:
                 MessageType.VECTORS,
                 dict(message.main),
                 dict(message.resolutions),
+                message.heads,
                 [[w.origin, w.seq, w.id] for w in message.witnesses],
             ]
         case Changeset():
@@ -273,8 +292,8 @@ def _vector(obj: Any, limits: Limits) -> dict[str, int]:
 
 
 def _vectors(obj: list[Any], limits: Limits) -> Vectors:
-    _expect(len(obj) == 4, "VECTORS has 4 items")
-    _, main, resolutions, witnesses = obj
+    _expect(len(obj) == 5, "VECTORS has 5 items")
+    _, main, resolutions, heads, witnesses = obj
     _expect(isinstance(witnesses, list), "VECTORS witnesses is not an array")
     if len(witnesses) > limits.max_witnesses:
         raise ProtocolError(ErrorCode.TOO_LARGE, f"more than {limits.max_witnesses} witnesses")
@@ -284,9 +303,18 @@ def _vectors(obj: list[Any], limits: Limits) -> Vectors:
         origin, seq, id_ = w
         _expect(is_uuid(origin), "a witness's origin is not a canonical uuid")
         _expect(type(seq) is int and 1 <= seq <= INT_MAX, "a witness's seq is not positive")
-        _expect(type(id_) is bytes and len(id_) == ID_BYTES, "a witness's id is not 32 bytes")
+        _expect(
+            type(id_) is bytes and len(id_) == HEAD_BYTES,
+            f"a witness's id is not {HEAD_BYTES} bytes",
+        )
         parsed.append(Witness(origin, seq, id_))
-    return Vectors(_vector(main, limits), _vector(resolutions, limits), tuple(parsed))
+    main_vector, resolutions_vector = _vector(main, limits), _vector(resolutions, limits)
+    _expect(
+        type(heads) is bytes
+        and len(heads) == HEAD_BYTES * (len(main_vector) + len(resolutions_vector)),
+        f"VECTORS heads is not {HEAD_BYTES} bytes for each origin of its vectors",
+    )
+    return Vectors(main_vector, resolutions_vector, heads, tuple(parsed))
 
 
 def _batch_end(obj: list[Any], limits: Limits) -> BatchEnd:
