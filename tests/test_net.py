@@ -412,9 +412,9 @@ async def test_a_node_speaking_another_version_is_explained(
     make_replica: ReplicaFactory, nursery: trio.Nursery, http: httpx.AsyncClient
 ) -> None:
     bob = make_replica("bob")
-    hello_v3 = frame(cbor2.dumps([0, 3, "what version 3 says"]))
-    [url] = await nursery.start(serve, _fake_node({"/prophet/hello": hello_v3}), "127.0.0.1", 0)
-    with pytest.raises(Refused, match=r"protocol version 3.*speaks 2.*Upgrade") as refusal:
+    hello_v4 = frame(cbor2.dumps([0, 4, "what version 4 says"]))
+    [url] = await nursery.start(serve, _fake_node({"/prophet/hello": hello_v4}), "127.0.0.1", 0)
+    with pytest.raises(Refused, match=r"protocol version 4.*speaks 3.*Upgrade") as refusal:
         await peer(url, bob, http).pull()
     assert refusal.value.code is ErrorCode.UNSUPPORTED_VERSION
 
@@ -446,10 +446,10 @@ async def test_hostile_requests_are_refused_with_a_reason_and_write_nothing(
     url = await start_node(alice)
     before = (state(alice), alice.resolutions.tickets())
     mine = exchange.hello(bob)
-    vectors = exchange.vectors(bob, exchange.hello(alice))
+    vectors = exchange.vectors(bob)
     good = encode(mine) + encode(vectors)
     edit = _edit(bob.uuid, bob.main.ticket(bob.uuid) + 1)
-    v3 = frame(cbor2.dumps([0, 3, "x"]))
+    v3 = frame(cbor2.dumps([0, 4, "x"]))  # a version this node does not speak
     stranger = Hello(
         "00000000-0000-4000-8000-0000000000ff",
         mine.replica_uuid,

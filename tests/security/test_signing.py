@@ -353,7 +353,7 @@ def test_signed_replicas_sync_through_wire_batches(
     transfer(b, a)  # Bob mints a fix-up and an answer, for Alice to receive over the wire
 
     def over_the_wire(receiver: Replica, sender: Replica) -> int:
-        theirs = exchange.vectors(receiver, exchange.hello(sender))
+        theirs = exchange.vectors(receiver)
         stream = b"".join(
             encode_batch(((r.id, r.body, r.seal) for r in rows), resolution=resolution)
             for resolution, rows in exchange.outgoing(sender, theirs, batch_size=6)
