@@ -102,15 +102,19 @@ def sample_updates(updates: list[Update], rng: random.Random) -> list[Update]:
     return sorted(rng.sample(updates, CURVE_SAMPLE), key=lambda u: (u.made_at, u.origin))
 
 
-def conflicts_and_resolutions(peers: list[SimPeer]) -> tuple[int, int]:
-    """Distinct conflicts seen anywhere (by fingerprint), and distinct resolution
-    changesets minted for them anywhere."""
-    fingerprints: set[str] = set()
+def conflicts_and_resolutions(peers: list[SimPeer]) -> tuple[int, int, int]:
+    """Distinct conflicts met anywhere (by fingerprint: each is answered in the
+    resolution databases, minted or reused), distinct resolution changesets minted for
+    them anywhere, and the most conflicts any peer lists (at convergence every peer
+    lists the same: the list is a function of the changesets held)."""
+    met: set[str] = set()
     resolutions: set[bytes] = set()
+    listed = 0
     for peer in peers:
-        fingerprints.update(peer.replica.main.conflict_fingerprints())
+        met.update(str(r.props.get("fingerprint")) for r in peer.replica.resolutions.live_records())
         resolutions.update(peer.replica.main.resolution_ids())
-    return len(fingerprints), len(resolutions)
+        listed = max(listed, len(peer.replica.main.conflict_fingerprints()))
+    return len(met), len(resolutions), listed
 
 
 def diagnose(peers: list[SimPeer], names_by_origin: dict[str, str]) -> list[dict[str, Any]]:

@@ -252,7 +252,7 @@ async def _run(
     ok = convergence_s is not None and len(digests) == 1
     sample = metrics.sample_updates(updates, random.Random(seed))
     arrivals = metrics.arrival_times(sample, peers)
-    conflicts, resolutions = metrics.conflicts_and_resolutions(peers)
+    conflicts, resolutions, listed = metrics.conflicts_and_resolutions(peers)
     received = sum(p.received for p in peers)
     skipped = sum(p.skipped for p in peers)
     bytes_by_peer = metrics.per_peer(network.bytes_by_peer, peers)
@@ -271,6 +271,7 @@ async def _run(
         "changesets": len(updates),
         "edits": kinds,
         "conflicts": conflicts,
+        "conflicts_listed": listed,
         "resolutions": resolutions,
         "resolutions_per_conflict": round(resolutions / conflicts, 3) if conflicts else None,
         "exchanges": sum(p.exchanges for p in peers),
