@@ -16,7 +16,7 @@ import hashlib
 import os
 import sqlite3
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -601,6 +601,74 @@ class Database:
             "SELECT name, seq, kind, hlc, origin, old, new FROM writes WHERE rid = ?", (rid,)
         ).fetchall()
 
+    def writes_at(self, seqs: Collection[int]) -> set[int]:
+        """The records written by the changesets logged as ``seqs`` (a scan of the
+        writes: for the rare drop of changesets, store/history.py)."""
+        found: set[int] = set()
+        for chunk in _chunks(sorted(seqs)):
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                r[0]
+                for r in self.conn.execute(
+                    f"SELECT DISTINCT rid FROM writes WHERE seq IN ({marks})", chunk
+                )
+            )
+        return found
+
+    def drop_log_rows(self, seqs: Collection[int]) -> None:
+        """Delete the changesets logged as ``seqs`` and their writes, inside a
+        transaction (the caller rebuilds the records they wrote)."""
+        for chunk in _chunks(sorted(seqs)):
+            marks = ",".join("?" * len(chunk))
+            self.conn.execute(f"DELETE FROM writes WHERE seq IN ({marks})", chunk)
+            self.conn.execute(f"DELETE FROM changesets WHERE seq IN ({marks})", chunk)
+
+    def rebuild_record(
+        self,
+        rid: int,
+        props: Mapping[str, tuple[bytes | None, Stamp]],
+        created: Stamp | None,
+        deleted: Stamp | None,
+    ) -> None:
+        """Make record ``rid`` exactly ``props`` (encoded values and their stamps),
+        created and deleted as given; with ``created`` None, remove the record."""
+        self.conn.execute("DELETE FROM props WHERE rid = ?", (rid,))
+        if created is None:
+            self.conn.execute(
+                "DELETE FROM conflicts WHERE (type, uuid) IN "
+                "(SELECT type, uuid FROM records WHERE rid = ?)",
+                (rid,),
+            )
+            self.conn.execute("DELETE FROM records WHERE rid = ?", (rid,))
+            return
+        self.conn.executemany(
+            "INSERT INTO props (rid, name, value, hlc, origin) VALUES (?, ?, ?, ?, ?)",
+            ((rid, name, value, s.hlc, s.origin) for name, (value, s) in props.items()),
+        )
+        self.conn.execute(
+            "UPDATE records SET created_hlc = ?, created_origin = ?, deleted_hlc = ?, "
+            "deleted_origin = ? WHERE rid = ?",
+            (
+                created.hlc,
+                created.origin,
+                None if deleted is None else deleted.hlc,
+                None if deleted is None else deleted.origin,
+                rid,
+            ),
+        )
+
+    def record_key(self, rid: int) -> tuple[str, str] | None:
+        row = self.conn.execute("SELECT type, uuid FROM records WHERE rid = ?", (rid,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def set_ticket(self, origin: str, seq: int) -> None:
+        """Set one ticket (down, after changesets were dropped); 0 removes it, since a
+        vector never holds a zero ticket."""
+        if seq > 0:
+            self.set_tickets({origin: seq})
+        else:
+            self.conn.execute("DELETE FROM tickets WHERE origin = ?", (origin,))
+
     def replace_conflicts(
         self, rtype: str, ruuid: str, rows: Iterable[tuple[str, str, str, int, bytes]]
     ) -> set[str]:
@@ -666,6 +734,11 @@ class Database:
         for record in self.live_records():
             h.update(canonical([record.type, record.uuid, sorted(record.props.items())]))
         return h.hexdigest()
+
+
+def _chunks(items: list[int], size: int = 500) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _statements(script: str) -> Iterator[str]:

@@ -13,7 +13,7 @@ one) changes no conflict, so the common path costs one insert per write and noth
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
 from p2p_prophet.conflict import RECORD, Write, WriteKind, conflicts_among
@@ -137,3 +137,37 @@ def fill_from_log(db: Database) -> None:
         db.insert_writes(batch)
         after = rows[-1].seq
     refresh_conflicts(db, {rid: key for key, rid in rids.items()})
+
+
+def drop(db: Database, seqs: Collection[int]) -> None:
+    """Take the changesets logged as ``seqs`` out of ``db``, inside the caller's
+    transaction: their log rows and writes, and their effect on the state.  Every record
+    they wrote is rebuilt from the writes that remain (the state is a function of the
+    changesets held: the stamp order per property, the largest delete), and its
+    conflicts listed anew; a record nothing remains of is gone."""
+    keys = {rid: key for rid in db.writes_at(seqs) if (key := db.record_key(rid)) is not None}
+    for rtype, ruuid in keys.values():
+        db.replace_conflicts(rtype, ruuid, ())  # they may name a dropped changeset
+    db.drop_log_rows(seqs)
+    remaining = {rid: key for rid, key in keys.items() if _rebuild(db, rid)}
+    refresh_conflicts(db, remaining)
+
+
+def _rebuild(db: Database, rid: int) -> bool:
+    """Rebuild record ``rid`` from its writes; False if none remain (it is removed)."""
+    props: dict[str, tuple[bytes | None, Stamp]] = {}
+    created: Stamp | None = None
+    deleted: Stamp | None = None
+    first: Stamp | None = None
+    for name, _, kind, hlc, origin, _, new in db.writes_of(rid):
+        stamp = Stamp(hlc, origin)
+        first = stamp if first is None else min(first, stamp)
+        if name == RECORD:
+            if kind == WriteKind.CREATE.value:
+                created = stamp if created is None else min(created, stamp)
+            elif kind == WriteKind.DELETE.value:
+                deleted = stamp if deleted is None else max(deleted, stamp)
+        elif kind != WriteKind.DELETE.value and (name not in props or stamp > props[name][1]):
+            props[name] = (new, stamp)
+    db.rebuild_record(rid, props, created or first, deleted)
+    return first is not None
