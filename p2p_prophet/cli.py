@@ -516,6 +516,8 @@ def report_transfer(
     if as_json:
         emit_json(result.to_json())
         return
+    for line in result.recovered:
+        click.echo(line, err=True)
     for fork in result.forks if forks else ():
         click.echo(f"warning: {explain_fork(fork, where.split(' ', 1)[1])}", err=True)
     cs = result.changesets

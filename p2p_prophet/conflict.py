@@ -176,9 +176,12 @@ def conflicts_among(
     props: dict[str, list[Write]] = defaultdict(list)
     deletes: list[Write] = []
     created = False
+    writes = list(writes)
+    for w in _orphan_echoes(writes):
+        props[w.name].append(w)
     for w in writes:
         if w.kind is WriteKind.ECHO:
-            continue  # a repeat of a write held anyway: it decides nothing
+            continue  # a repeat of a write held: it decides nothing (orphans above)
         if w.name == RECORD:
             created = created or w.kind is WriteKind.CREATE
             if w.kind is WriteKind.DELETE:
@@ -198,6 +201,21 @@ def conflicts_among(
         ]
         return [Conflict(rtype, ruuid, ConflictKind.MISSING, tuple(missing))] if missing else []
     return _concurrent(rtype, ruuid, props)
+
+
+def _orphan_echoes(writes: list[Write]) -> list[Write]:
+    """The resolutions' repeats of writes that are not held: the repeated changeset was
+    superseded (sync/restore.py) and dropped, and the repeat now stands for it.  One per
+    property and stamp, the same on every replica (the least ``old`` by canonical
+    bytes)."""
+    real = {(w.name, w.stamp) for w in writes if w.kind is not WriteKind.ECHO}
+    orphans: dict[tuple[str, Stamp], Write] = {}
+    for w in writes:
+        if w.kind is WriteKind.ECHO and (w.name, w.stamp) not in real:
+            kept = orphans.get((w.name, w.stamp))
+            if kept is None or canonical(w.old) < canonical(kept.old):
+                orphans[(w.name, w.stamp)] = w
+    return list(orphans.values())
 
 
 def _choice(w: Write) -> Choice:

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from p2p_prophet.errors import ErrorCode, Refused
 from p2p_prophet.store import Replica
 from p2p_prophet.sync.forks import Fork, forks_found
 from tests.conftest import ReplicaFactory
-from tests.test_replication import Cloner, cloned, net  # noqa: F401  (fixtures)
-from tests.transports import Transport
+from tests.test_replication import Cloner, cloned, net, props_of  # noqa: F401  (fixtures)
+from tests.transports import Transport, make_transport
 
 
 def _forked_world(
@@ -98,3 +100,101 @@ def test_the_side_that_cannot_see_a_fork_is_shown_it(
             assert [(e["origin"], e["seq"], e["peer"]) for e in forks_found(replica)] == [
                 (origin, 2, peer.uuid)
             ]
+
+
+# -- recovery: the restored replica takes its lost history back (sync/restore.py) ---------
+
+
+@pytest.fixture(params=["path", "http-pull"])
+def puller(request: pytest.FixtureRequest) -> Iterator[Transport]:
+    """A transport where the receiver calls: a restored replica recovers when it pulls
+    (a node does so at its next gossip, which is a sync, the caller's side)."""
+    transport = make_transport(request.param)
+    yield transport
+    transport.close()
+
+
+def _round(replicas: list[Replica], transport: Transport) -> None:
+    """Every replica pulls from every other once."""
+    for receiver in replicas:
+        for sender in replicas:
+            if receiver is not sender:
+                try:
+                    transport.transfer(receiver, sender)
+                except Refused as exc:  # the restored replica, until it has pulled
+                    assert exc.code is ErrorCode.LOST_HISTORY
+
+
+def _exchange_until_equal(replicas: list[Replica], transport: Transport, rounds: int = 4) -> int:
+    """Rounds of pulls until all digests are equal, and one more (in which every
+    replica, as the caller, finds no fork left with any other); returns the rounds it
+    took to converge (bounded: fails after ``rounds``)."""
+    for n in range(1, rounds + 1):
+        _round(replicas, transport)
+        if len({r.main.digest() for r in replicas}) == 1:
+            _round(replicas, transport)
+            return n
+    raise AssertionError(f"no convergence after {rounds} rounds")
+
+
+def test_the_issue_reproduction_ends_with_equal_digests_and_every_write_kept(
+    puller: Transport, make_replica: ReplicaFactory, tmp_path: Path
+) -> None:
+    def clone_of(source: Replica, name: str) -> Replica:
+        return puller.clone(source, tmp_path / name)
+
+    origin, ticket, restored, bob, carol = _forked_world(make_replica, clone_of, puller, tmp_path)
+    with restored:
+        # Bob and Carol first: the fork is found, nothing of alice moves.
+        assert puller.transfer(bob, carol).forks == [Fork(origin, 2)]
+        # The restored replica pulls from Bob, who holds its lost alice#2.
+        result = puller.transfer(restored, bob)
+        [line] = result.recovered
+        assert "took back 1 lost changesets" in line and "re-issued" in line
+        assert restored.uuid != origin  # its post-restore edit moved to a fresh origin
+        assert restored.main.ticket(origin) == 2
+        _exchange_until_equal([restored, bob, carol], puller)
+        for replica in (restored, bob, carol):
+            assert replica.main.ticket(origin) == 2  # the lost history, everywhere
+            # The edit made after the restore is kept: re-issued, stamped after the
+            # lost one, it wins over it.
+            assert props_of(replica, "ticket", ticket)["status"] == "closed"
+            assert forks_found(replica) == []
+        assert len({r.main.tickets().__repr__() for r in (restored, bob, carol)}) == 1
+        exported = {tuple(sorted(map(repr, r.main.live_records()))) for r in (bob, carol)}
+        assert len(exported) == 1
+
+
+def test_three_restores_in_a_row_converge(
+    puller: Transport, make_replica: ReplicaFactory, tmp_path: Path
+) -> None:
+    """Alice is put back to the same backup three times; each time she writes, then
+    meets a peer holding what she lost, recovers, and shares.  Every write is kept and
+    all converge."""
+    alice = make_replica("alice")
+    ticket = alice.create("ticket", {"status": "new"})
+    bob = puller.clone(alice, tmp_path / "bob")
+    carol = puller.clone(alice, tmp_path / "carol")
+    alice.update("ticket", ticket, {"status": "before any restore"})
+    alice.close()
+    backup = shutil.copytree(alice.path, tmp_path / "alice-backup")
+    alice = Replica.open(alice.path)
+    alice.update("ticket", ticket, {"status": "lost by the first restore"})
+    _round([alice, bob, carol], puller)
+    alice.close()
+    notes, origins = [], set()
+    for n in range(3):
+        current = Replica.open(shutil.copytree(backup, tmp_path / f"alice-{n}"))
+        with current:
+            notes.append(current.create("note", {"text": f"after restore {n}"}))
+            current.update("ticket", ticket, {"status": f"after restore {n}"})
+            result = puller.transfer(current, bob if n % 2 else carol)
+            assert result.recovered, f"restore {n} went unnoticed"
+            origins.add(current.uuid)
+            _round([current, bob, carol], puller)
+    assert len(origins) == 3  # each recovery moved its edits to a fresh origin
+    with Replica.open(tmp_path / "alice-2") as last:
+        _exchange_until_equal([last, bob, carol], puller)
+        for replica in (last, bob, carol):
+            assert {r.uuid for r in replica.main.live_records("note")} == set(notes)
+            assert props_of(replica, "ticket", ticket)["status"] == "after restore 2"

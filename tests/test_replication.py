@@ -389,15 +389,29 @@ def restored_from_backup(
     return Replica.open(backup), bob
 
 
-def test_a_replica_that_lost_shared_changesets_is_stopped(
+def test_a_replica_that_lost_shared_changesets_is_stopped_until_it_pulls(
     net: Transport, make_replica: ReplicaFactory, cloned: Cloner, tmp_path: Path
 ) -> None:
+    """Whoever asks the restored replica for changesets, or gives it any, is refused,
+    and told that it recovers at its next pull; pulling, it takes its lost history back
+    (sync/restore.py)."""
     restored, bob = restored_from_backup(make_replica, cloned, tmp_path)
+    origin = restored.uuid
     try:
-        for receiver, sender in ((restored, bob), (bob, restored)):
+        # Bob pulls from it; or it pushes to Bob (a push does not recover).
+        with pytest.raises(Refused, match="recovers by itself") as refusal:
+            net.transfer(bob, restored)
+        assert refusal.value.code is ErrorCode.LOST_HISTORY
+        if net.name == "http-push":  # Bob pushes to the restored replica's node
             with pytest.raises(Refused) as refusal:
-                net.transfer(receiver, sender)
+                net.transfer(restored, bob)
             assert refusal.value.code is ErrorCode.LOST_HISTORY
+            return
+        result = net.transfer(restored, bob)  # the restored replica pulls
+        assert result.recovered and "took back 1 lost changesets" in result.recovered[0]
+        # It had written nothing since the backup: it keeps its origin.
+        assert restored.uuid == origin and restored.main.ticket(origin) == 2
+        assert restored.main.digest() == bob.main.digest()
     finally:
         restored.close()
 

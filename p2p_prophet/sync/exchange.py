@@ -31,6 +31,7 @@ from p2p_prophet.sync import forks as forks_
 from p2p_prophet.sync.forks import Fork
 from p2p_prophet.sync.integrate import IntegrationError, IntegrationResult, integrate_decoded
 from p2p_prophet.sync.plan import DEFAULT_BATCH, DEFAULT_BATCH_BYTES, plan
+from p2p_prophet.sync.restore import Recovered, Recovery, Restored, restored_message
 from p2p_prophet.sync.vector import count_lacking, heads_digest
 from p2p_prophet.wire import Batch, Counts, Hello, Receipt, Vectors
 
@@ -48,6 +49,8 @@ class TransferResult:
     changesets: IntegrationResult = field(default_factory=IntegrationResult)
     # Forked origins found (sync/forks.py): nothing of them moved.
     forks: list[Fork] = field(default_factory=list)
+    # What a recovery from a restore did (sync/restore.py), for people.
+    recovered: list[str] = field(default_factory=list)
 
     def add(self, other: TransferResult) -> None:
         self.resolutions.add(other.resolutions)
@@ -64,6 +67,8 @@ class TransferResult:
         }
         if self.forks:
             out["forks"] = [str(f) for f in self.forks]
+        if self.recovered:
+            out["recovered"] = self.recovered
         return out
 
 
@@ -131,7 +136,12 @@ def vectors(replica: Replica, witnesses: Iterable[Fork] = ()) -> Vectors:
 
 
 def compare(
-    replica: Replica, theirs: Vectors, *, who: str = "this replica", where: str = "its peer"
+    replica: Replica,
+    theirs: Vectors,
+    *,
+    who: str = "this replica",
+    where: str = "its peer",
+    recover: bool = False,
 ) -> tuple[Fork, ...]:
     """The forks of other origins between this replica and the peer whose vectors are
     ``theirs`` (``who`` and ``where`` name the two in messages).
@@ -139,18 +149,19 @@ def compare(
     A fork of this replica's *own* origin (the peer holds more of its changesets than it
     made, or another changeset under one of its numbers) means it lost changesets it had
     shared (restored from an old backup) and renumbered new ones: peers would skip those
-    as already seen and never converge.  Raises :class:`Refused` (LOST_HISTORY).
+    as already seen and never converge.  Raises :class:`~p2p_prophet.sync.restore.
+    Restored` if ``recover`` and the replica is not signed (the caller then recovers),
+    else :class:`Refused` (LOST_HISTORY).
     """
     found = forks_.compare(replica, theirs)
     if found.own:
         fork = found.own[0]
         db = replica.resolutions if fork.resolutions else replica.main
-        raise Refused(
-            ErrorCode.LOST_HISTORY,
-            f"{who} has lost changesets it already shared and renumbered new ones: "
-            f"{where} holds another #{fork.seq} of its changesets than it has (it has "
-            f"made {db.ticket(fork.origin)}). Do not edit it; clone a fresh replica instead",
-        )
+        made = db.ticket(fork.origin)
+        message = restored_message(who, where, fork, made, replica.signed)
+        if recover and not replica.signed:
+            raise Restored(message, found.own, theirs)
+        raise Refused(ErrorCode.LOST_HISTORY, message)
     return found.forks
 
 
@@ -238,6 +249,9 @@ class Caller:
         self.forks: tuple[Fork, ...] = ()
         self.untold: tuple[Fork, ...] = ()
         self.tell_only = False  # a push that only shows the peer the forks found
+        # While this replica recovers from a restore (sync/restore.py), and what that did.
+        self.recovery: Recovery | None = None
+        self.recovered: list[Recovered] = []
 
     def hello(self) -> Hello:
         return hello(self.replica)
@@ -255,15 +269,20 @@ class Caller:
 
     def vectors(self) -> Vectors:
         """This replica's vectors and heads, with witnesses of the forks it found that
-        the peer has not been shown."""
+        the peer has not been shown (while it recovers, the vectors that ask the peer
+        for its lost history)."""
+        if self.recovery is not None:
+            return self.recovery.vectors()
         return vectors(self.replica, self.untold)
 
     def take_vectors(self, theirs: Vectors) -> int:
         """Check and keep the peer's vectors; returns how many changesets this replica
         lacks of the peer's (none of a forked origin: those move neither way).  Raises
-        :class:`Refused` (LOST_HISTORY)."""
+        :class:`Refused` (LOST_HISTORY), :class:`Restored` (this replica recovers)."""
+        if self.recovery is not None:
+            return 0
         who = f"this replica ({self.replica.path})"
-        self.forks = compare(self.replica, theirs, who=who, where=self.where)
+        self.forks = compare(self.replica, theirs, who=who, where=self.where, recover=True)
         # What the peer's witnesses showed, it knows; what its heads showed, it may not.
         shown = {(w.origin, w.seq) for w in theirs.witnesses}
         self.untold = tuple(f for f in self.forks if (f.origin, f.seq) not in shown)
@@ -277,7 +296,11 @@ class Caller:
         return lacking(self.their_vectors, _tickets(self.replica))
 
     def integrate(self, batch: Batch) -> IntegrationResult:
-        """Integrate one pulled batch (see :func:`integrate_batch`)."""
+        """Integrate one pulled batch (see :func:`integrate_batch`); while recovering,
+        keep it for the recovery."""
+        if self.recovery is not None:
+            self.recovery.take(batch)
+            return IntegrationResult()
         result = integrate_batch(self.replica, batch)
         (self.pulled.resolutions if batch.resolution else self.pulled.changesets).add(result)
         if self.after_integrate is not None and result.integrated:
@@ -417,10 +440,32 @@ class Remote(Protocol):
         the caller kept, if its pull just got them)."""
 
 
+async def _pull_into(remote: Remote, caller: Caller) -> None:
+    """``remote.pull_into(caller)``; if it finds that the caller was restored from a
+    backup, the caller recovers (sync/restore.py) and the pull starts again."""
+    try:
+        await remote.pull_into(caller)
+    except Restored as restored:
+        if caller.force:
+            raise
+        caller.recovery = Recovery(caller.replica, restored.forks, restored.theirs)
+        try:
+            await remote.pull_into(caller)
+            done = caller.recovery.finish()
+        finally:
+            caller.recovery = None
+        caller.recovered.extend(done)
+        caller.pulled.recovered.extend(str(r) for r in done)
+        for r in done:
+            log.warning("%s", r)
+        caller.settled, caller.their_vectors = False, None
+        await remote.pull_into(caller)
+
+
 async def pull(remote: Remote, caller: Caller) -> TransferResult:
     """Pull from ``remote``; if that found forks the remote could not see, show them to
     it (a push of nothing but the caller's vectors), so that both sides say so."""
-    await remote.pull_into(caller)
+    await _pull_into(remote, caller)
     if caller.untold and not caller.force:
         caller.tell_only = True
         try:
@@ -437,7 +482,7 @@ async def sync(remote: Remote, caller: Caller) -> SyncResult:
     remote answered conflicts while taking our changesets, its answers are pulled back
     too, so that both sides end with the very same changesets.
     """
-    await remote.pull_into(caller)
+    await _pull_into(remote, caller)
     if caller.settled:  # both held the same already: one HELLO was the whole sync
         caller.settled = False
         return SyncResult(caller.pulled, caller.pushed)

@@ -33,6 +33,7 @@ from p2p_prophet.clock import utc_minutes
 from p2p_prophet.errors import StorageError
 from p2p_prophet.store.database import Database
 from p2p_prophet.store.replica import Replica
+from p2p_prophet.sync.integrate import superseded_ids
 from p2p_prophet.wire import Vectors, Witness
 from p2p_prophet.wire.messages import HEAD_BYTES
 
@@ -77,8 +78,16 @@ def _heads(db: Database) -> dict[str, tuple[int, bytes]]:
 
 
 def compare(replica: Replica, theirs: Vectors) -> Comparison:
-    """Compare the peer's heads and witnesses with this replica's logs (module doc)."""
-    own = {replica.uuid, replica.resolutions_uuid}
+    """Compare the peer's heads and witnesses with this replica's logs (module doc).
+
+    A fork of an origin this replica has or had (:func:`own_origins`) is its own,
+    unless what the peer holds there is a changeset this replica has already re-issued
+    (a supersession names it): then the peer has yet to take the supersession, which
+    the exchange brings it, and meanwhile it is a fork like any other."""
+    own = own_origins(replica)
+    gone = {
+        id_[:HEAD_BYTES] for db in (replica.main, replica.resolutions) for id_ in superseded_ids(db)
+    }
     forks: set[Fork] = set()
     mine: set[Fork] = set()
     their_heads = theirs.head_ids()
@@ -89,18 +98,41 @@ def compare(replica: Replica, theirs: Vectors) -> Comparison:
         held = _heads(db)
         for origin, seq in vector.items():
             fork = _differs(db, held, origin, seq, ids[origin], resolutions)
+            if fork is None and origin in own and seq > held.get(origin, (0, b""))[0]:
+                fork = Fork(origin, held.get(origin, (0, b""))[0] + 1, resolutions)
             if fork is not None:
-                (mine if origin in own else forks).add(fork)
-            elif origin in own and seq > held.get(origin, (0, b""))[0]:
-                mine.add(Fork(origin, held.get(origin, (0, b""))[0] + 1, resolutions))
+                ours = origin in own and ids[origin] not in gone
+                (mine if ours else forks).add(fork)
     for w in theirs.witnesses:
         for db, resolutions in ((replica.main, False), (replica.resolutions, True)):
             held = _heads(db)
             if w.origin in held:
                 fork = _differs(db, held, w.origin, w.seq, w.id, resolutions)
                 if fork is not None:
-                    (mine if w.origin in own else forks).add(fork)
+                    ours = w.origin in own and w.id not in gone
+                    (mine if ours else forks).add(fork)
     return Comparison(tuple(sorted(forks)), tuple(sorted(mine)))
+
+
+FORMER_ORIGINS = "former_origins"  # meta key, in each database: origins it had (JSON)
+
+
+def own_origins(replica: Replica) -> set[str]:
+    """The origins this replica numbers changesets under, and those it did before a
+    recovery moved it to a fresh one (sync/restore.py)."""
+    own = {replica.uuid, replica.resolutions_uuid}
+    for db in (replica.main, replica.resolutions):
+        own.update(former_origins(db))
+    return own
+
+
+def former_origins(db: Database) -> list[str]:
+    text = db.get_meta(FORMER_ORIGINS)
+    try:
+        origins = json.loads(text) if isinstance(text, str) else []
+    except ValueError:
+        return []
+    return [o for o in origins if isinstance(o, str)] if isinstance(origins, list) else []
 
 
 def _differs(

@@ -89,9 +89,15 @@ from p2p_prophet.model import (
 from p2p_prophet.store.appender import LogAppender
 from p2p_prophet.store.database import Database, RecordRow
 from p2p_prophet.store.history import History
+from p2p_prophet.store.history import drop as history_drop
 from p2p_prophet.store.new_records import NewRecords
 from p2p_prophet.store.replica import Replica
 from p2p_prophet.sync import resolutions as resdb
+
+# A supersession (sync/restore.py): the record a restored replica writes first under its
+# fresh origin, naming the changesets of its old origin it re-issued.  Integrating one
+# drops those changesets here, if held (unsigned replicas only).
+SUPERSEDED_TYPE = "_superseded"
 
 
 class IntegrationError(ProphetError):
@@ -174,6 +180,11 @@ class _Batch:
         self.history: History
         # The records each change of the changeset being taken wrote to (rid, change).
         self.written: list[tuple[int, Change]] = []
+        self.supersessions: list[Change] = []
+        # The ids supersessions held here name (never taken again), and the origins of
+        # this batch whose changesets are skipped from a superseded one on.
+        self.superseded: set[bytes] = set()
+        self.stopped: set[str] = set()
         self.answers: dict[str, tuple[str, str, resdb.Answer]] = {}
         # Signed replicas only: for each origin, its latest changeset taken in this batch
         # (what its next one must link to, and whose seal is verified at the end), as
@@ -202,6 +213,8 @@ class _Batch:
             self.tickets = self.db.tickets()
             self.new = NewRecords(self.db)
             self.history = History(self.db)
+            if not self.signed:
+                self.superseded = superseded_ids(self.db)
             for cs, body, seal in batch:
                 self.result.received += 1
                 self.take(cs, body, seal)
@@ -210,6 +223,8 @@ class _Batch:
             self.new.flush()
             self.log.flush()
             self.history.flush()
+            for change in self.supersessions:
+                self.supersede(change)
             self.db.set_meta("hlc", self.clock.last)
             if self.answers:
                 # Answers are committed just before the changesets that raised them: if we
@@ -232,6 +247,12 @@ class _Batch:
         if cs.origin_seq <= have:
             self.result.skipped += 1
             return
+        if self.superseded and (cs.origin in self.stopped or changeset_id(body) in self.superseded):
+            # A restored replica re-issued it (sync/restore.py); what its sender built
+            # on it waits for the sender to take the supersession too.
+            self.stopped.add(cs.origin)
+            self.result.skipped += 1
+            return
         if cs.origin_seq != have + 1:
             raise IntegrationError(
                 f"changeset {cs.origin}#{cs.origin_seq} arrived before #{have + 1}: "
@@ -251,9 +272,52 @@ class _Batch:
         seq = self.log.append(cs, body, seal)
         for rid, change in self.written:
             self.history.add(rid, seq, cs, change)
+            if change.type == SUPERSEDED_TYPE and change.op is Op.CREATE and not self.signed:
+                self.supersessions.append(change)
+                found = superseded(change)
+                if found is not None:
+                    self.superseded.update(found[2])
         if prop_conflicts:
             self.resolve(prop_conflicts)
         self.result.conflicts += len(conflicts)
+
+    def supersede(self, change: Change) -> None:
+        """Drop the changesets a supersession names, if this replica holds them from
+        its ``from_seq`` on (it took a restored replica's post-restore changesets before
+        that replica recovered), so that it can take the lost history they hid.
+
+        Whatever this replica holds of that origin after them was built on them, and is
+        dropped too; the restored replica no longer has those (another restore lost
+        them), so this replica re-issues their edits under its own origin, stamped now:
+        nothing anyone wrote is lost."""
+        found = superseded(change)
+        if found is None:
+            return
+        origin, from_seq, ids = found
+        if origin == self.log.own_origin:
+            return  # never this replica's own changesets
+        held = list(self.db.origin_run(origin, from_seq - 1, 1000))
+        if not held or held[0].id != ids[0]:
+            return  # another history (the lost one), or nothing of it
+        history_drop(self.db, [row.seq for row in held])
+        self.db.set_ticket(origin, from_seq - 1)
+        named = set(ids)
+        for row in held:
+            cs = ChangeSet.decode(row.body)
+            if row.id in named or cs.kind is not Kind.EDIT:
+                continue
+            own = self.log.own_origin
+            again = ChangeSet(
+                origin=own,
+                origin_seq=self.db.ticket(own) + 1,
+                creator=cs.creator,
+                created=self.clock.now(),
+                kind=Kind.EDIT,
+                changes=cs.changes,
+            )
+            _Batch(self.replica, self.db, detect_conflicts=self.detect).run(
+                [(again, again.encode(), None)]
+            )
 
     # -- signatures (signed replicas only) ---------------------------------------------
 
@@ -367,10 +431,10 @@ class _Batch:
                 conflicting.append(PropConflict(p.name, p.old, local, Choice(p.new, w)))
         self.db.write_props(writes)
         self.written.append((row.rid, change))
+        if stale and self.detect:  # a resolution's repeat too: it may stand for a write
+            self.history.stale(row.rid, change.type, change.uuid)  # superseded since
         if not detect:
             return None
-        if stale:
-            self.history.stale(row.rid, change.type, change.uuid)
         if not row.live:
             assert row.deleted is not None
             return Conflict(
@@ -500,6 +564,39 @@ class _Batch:
         if (rtype, ruuid) in self.new:
             self.new.flush()
         return self.db.find_record(rtype, ruuid)
+
+
+def superseded(change: Change) -> tuple[str, int, list[bytes]] | None:
+    """The origin, first number and ids a supersession record names; None if it is not
+    well formed (then it is only a record)."""
+    props = {p.name: p.new for p in change.props}
+    origin, from_seq, ids = props.get("origin"), props.get("from_seq"), props.get("ids")
+    if not (isinstance(origin, str) and type(from_seq) is int and isinstance(ids, str)):
+        return None
+    try:
+        parsed = [bytes.fromhex(h) for h in ids.split(",")] if ids else []
+    except ValueError:
+        return None
+    if from_seq < 1 or not parsed or any(len(i) != 32 for i in parsed):
+        return None
+    return origin, from_seq, parsed
+
+
+def superseded_ids(db: Database) -> set[bytes]:
+    """Every changeset id the supersessions ``db`` holds name."""
+    ids: set[bytes] = set()
+    for record in db.live_records(SUPERSEDED_TYPE):
+        props = record.props
+        change = Change(
+            SUPERSEDED_TYPE,
+            record.uuid,
+            Op.CREATE,
+            tuple(PropChange(name, None, value) for name, value in sorted(props.items())),
+        )
+        found = superseded(change)
+        if found is not None:
+            ids.update(found[2])
+    return ids
 
 
 def _when(hlc: int) -> str:
