@@ -20,6 +20,8 @@ from p2p_prophet.sync.human import list_conflicts
 from tests.conftest import ReplicaFactory
 from tests.test_cli import Runner
 from tests.test_cli import run as run
+from tests.test_replication import Cloner, cloned, net  # noqa: F401  (fixtures)
+from tests.transports import Transport
 
 
 def test_the_issue_reproduction_lists_one_conflict_everywhere(run: Runner, tmp_path: Path) -> None:
@@ -165,3 +167,33 @@ def test_a_replica_from_before_the_list_was_kept_fills_it_from_its_log(tmp_path:
     with Replica.open(path) as replica:
         assert list_conflicts(replica) == expected
         assert replica.main.conn.execute("PRAGMA user_version").fetchone()[0] == 4
+
+
+def test_the_issue_reproduction_over_a_node_lists_one_conflict_everywhere(
+    net: Transport,  # noqa: F811
+    make_replica: ReplicaFactory,
+    cloned: Cloner,  # noqa: F811
+) -> None:
+    """The same five replicas, each pull made over HTTP (a node serving the sender, or
+    the sender pushing to a node serving the receiver)."""
+    a = make_replica("a")
+    ticket = a.create("ticket", {"p": "0", "q": "0"})
+    b, c, x, y = (cloned(a, name) for name in "bcxy")
+    a.update("ticket", ticket, {"p": "1"})
+    b.update("ticket", ticket, {"q": "1"})
+    c.update("ticket", ticket, {"p": "2", "q": "2"})
+    for sender in (a, b, c):
+        net.transfer(x, sender)
+    for sender in (a, c, b):
+        net.transfer(y, sender)
+    everyone = [a, b, c, x, y]
+    for _ in range(2):
+        for replica in everyone:
+            if replica is not y:
+                net.transfer(replica, y)
+                net.transfer(y, replica)
+    assert len({r.main.digest() for r in everyone}) == 1
+    listed = [list_conflicts(r) for r in everyone]
+    assert all(entries == listed[0] for entries in listed)
+    [conflict] = listed[0]
+    assert [p["name"] for p in conflict["props"]] == ["p", "q"]

@@ -19,6 +19,7 @@ from p2p_prophet.clock import wall_ms
 from p2p_prophet.model import Kind
 from p2p_prophet.store import Replica
 from p2p_prophet.sync.local import clone, transfer
+from tests.transports import HttpTransport
 
 AHEAD_MS = 30_000
 
@@ -112,3 +113,20 @@ def test_a_pull_and_a_stream_of_updates_at_once_keep_stamps_increasing(tmp_path:
         kinds = {row.kind for row in alice.main.changesets_after(0, 1_000_000)}
     assert Kind.NULLIFICATION.value in kinds  # the pull minted fix-ups
     assert _own_stamps_strictly_increase(alice_path) >= 13
+
+
+def test_a_node_taking_a_push_after_cli_edits_mints_later_stamps(tmp_path: Path) -> None:
+    """The same over a node: it opened the replica before the CLI edited it, then takes a
+    push over HTTP that conflicts with the CLI's edits; its fix-ups come after them."""
+    alice_path, laptop_path, ticket = _ahead_world(tmp_path, edits=3)
+    transport = HttpTransport(push=True)
+    try:
+        with Replica.open(alice_path) as node_replica, Replica.open(laptop_path) as laptop:
+            transport.node(node_replica)  # serving from here on
+            for i in range(3):
+                _cli(alice_path, "update", "ticket", ticket, f"status=cli-{i}")
+            result = transport.transfer(node_replica, laptop)  # the laptop pushes
+            assert result.changesets.conflicts > 0
+    finally:
+        transport.close()
+    assert _own_stamps_strictly_increase(alice_path) >= 6
