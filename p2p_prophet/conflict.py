@@ -20,7 +20,7 @@ writes is a conflict on that property; its ``base`` is the value just before the
 Properties of one record whose groups share a changeset are one conflict (one edit that
 clashed with others on several properties).  A deleted record lists instead the writes
 its deletes did not see: each property whose last value no delete's ``old`` names.  A
-record whose create this replica lacks lists every property's last write as ``missing``.
+record whose create this replica lacks is listed as ``missing``, until the create comes.
 
 The fingerprint must be the same on every replica that holds the same conflict.  So it is
 built only from what all see alike: the record, the kind, and per property the ``base``
@@ -195,11 +195,9 @@ def conflicts_among(
     if deletes:
         return _unseen_by_deletes(rtype, ruuid, props, deletes)
     if not created:
-        missing = [
-            ConcurrentWrites(name, h[-1].old, (Choice(None, None), _choice(h[-1])))
-            for name, h in sorted(props.items())
-        ]
-        return [Conflict(rtype, ruuid, ConflictKind.MISSING, tuple(missing))] if missing else []
+        # Only that the create is not held: a list of the writes would change with each
+        # one, which the incremental upkeep (store/history.py) does not watch for.
+        return [Conflict(rtype, ruuid, ConflictKind.MISSING, ())]
     return _concurrent(rtype, ruuid, props)
 
 

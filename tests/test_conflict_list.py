@@ -147,8 +147,9 @@ def test_a_write_that_saw_the_winner_ends_the_conflict_and_a_late_one_rejoins_it
 
 
 def test_a_replica_from_before_the_list_was_kept_fills_it_from_its_log(tmp_path: Path) -> None:
-    """Schema 4 keeps the writes; a replica of schema 3 is migrated in one transaction:
-    its writes and its conflict list are filled from its log."""
+    """Schema 4 keeps which changesets wrote each record; a replica of schema 3 is
+    migrated in one transaction: that index and its conflict list are filled from its
+    log."""
     path = tmp_path / "old"
     with Replica.init(path) as replica:
         ticket = replica.create("ticket", {"status": "new"})
@@ -160,7 +161,7 @@ def test_a_replica_from_before_the_list_was_kept_fills_it_from_its_log(tmp_path:
     assert len(expected) == 1
     conn = sqlite3.connect(path / "replica.db")
     with conn:
-        conn.execute("DROP TABLE writes")
+        conn.execute("DROP TABLE record_changes")
         conn.execute("DELETE FROM conflicts")
         conn.execute("PRAGMA user_version = 3")
     conn.close()

@@ -156,8 +156,8 @@ def test_the_issue_reproduction_ends_with_equal_digests_and_every_write_kept(
         _exchange_until_equal([restored, bob, carol], puller)
         for replica in (restored, bob, carol):
             assert replica.main.ticket(origin) == 2  # the lost history, everywhere
-            # The edit made after the restore is kept: re-issued, stamped after the
-            # lost one, it wins over it.
+            # The edit made after the restore is kept: re-issued, it keeps its time,
+            # which is after the lost one's, and wins over it.
             assert props_of(replica, "ticket", ticket)["status"] == "closed"
             assert forks_found(replica) == []
         assert len({r.main.tickets().__repr__() for r in (restored, bob, carol)}) == 1

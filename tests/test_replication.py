@@ -409,8 +409,8 @@ def test_a_replica_that_lost_shared_changesets_is_stopped_until_it_pulls(
             return
         result = net.transfer(restored, bob)  # the restored replica pulls
         assert result.recovered and "took back 1 lost changesets" in result.recovered[0]
-        # It had written nothing since the backup: it keeps its origin.
-        assert restored.uuid == origin and restored.main.ticket(origin) == 2
+        # It numbers anew under a fresh origin: its own now names the lost history.
+        assert restored.uuid != origin and restored.main.ticket(origin) == 2
         assert restored.main.digest() == bob.main.digest()
     finally:
         restored.close()

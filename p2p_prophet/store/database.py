@@ -582,45 +582,42 @@ class Database:
 
     # -- the writes held, and the conflicts listed from them (store/history.py) -----------
 
-    def insert_writes(
-        self, rows: Iterable[tuple[int, str, int, str, int, str, bytes | None, bytes | None]]
-    ) -> None:
-        """Record writes ``(rid, name, seq, kind, hlc, origin, old, new)``, inside a
-        transaction."""
-        self.conn.executemany(
-            "INSERT OR REPLACE INTO writes (rid, name, seq, kind, hlc, origin, old, new) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
+    def insert_record_changes(self, rows: Iterable[tuple[int, int]]) -> None:
+        """Record that changeset ``seq`` wrote to record ``rid``: ``(rid, seq)`` rows,
+        inside a transaction."""
+        self.conn.executemany("INSERT OR IGNORE INTO record_changes (rid, seq) VALUES (?, ?)", rows)
 
-    def writes_of(
-        self, rid: int
-    ) -> list[tuple[str, int, str, int, str, bytes | None, bytes | None]]:
-        """Every write held of record ``rid``: ``(name, seq, kind, hlc, origin, old, new)``."""
-        return self.conn.execute(
-            "SELECT name, seq, kind, hlc, origin, old, new FROM writes WHERE rid = ?", (rid,)
-        ).fetchall()
+    def changes_of(self, rid: int) -> list[tuple[int, bytes]]:
+        """``(seq, body)`` of every changeset that wrote to record ``rid``, in log order."""
+        return [
+            (seq, bytes(body))
+            for seq, body in self.conn.execute(
+                "SELECT c.seq, c.body FROM record_changes r CROSS JOIN changesets c "
+                "ON c.seq = r.seq WHERE r.rid = ? ORDER BY r.seq",
+                (rid,),
+            )
+        ]
 
     def writes_at(self, seqs: Collection[int]) -> set[int]:
-        """The records written by the changesets logged as ``seqs`` (a scan of the
-        writes: for the rare drop of changesets, store/history.py)."""
+        """The records written by the changesets logged as ``seqs`` (a scan of
+        ``record_changes``: for the rare drop of changesets, store/history.py)."""
         found: set[int] = set()
         for chunk in _chunks(sorted(seqs)):
             marks = ",".join("?" * len(chunk))
             found.update(
                 r[0]
                 for r in self.conn.execute(
-                    f"SELECT DISTINCT rid FROM writes WHERE seq IN ({marks})", chunk
+                    f"SELECT DISTINCT rid FROM record_changes WHERE seq IN ({marks})", chunk
                 )
             )
         return found
 
     def drop_log_rows(self, seqs: Collection[int]) -> None:
-        """Delete the changesets logged as ``seqs`` and their writes, inside a
+        """Delete the changesets logged as ``seqs`` and what they wrote to, inside a
         transaction (the caller rebuilds the records they wrote)."""
         for chunk in _chunks(sorted(seqs)):
             marks = ",".join("?" * len(chunk))
-            self.conn.execute(f"DELETE FROM writes WHERE seq IN ({marks})", chunk)
+            self.conn.execute(f"DELETE FROM record_changes WHERE seq IN ({marks})", chunk)
             self.conn.execute(f"DELETE FROM changesets WHERE seq IN ({marks})", chunk)
 
     def rebuild_record(

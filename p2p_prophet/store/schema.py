@@ -125,24 +125,16 @@ SCHEMA_V3 = """
 ALTER TABLE changesets ADD COLUMN seal BLOB;
 """
 
-# Version 4: every write the replica holds, per record and property (docs/storage.md,
-# "The writes"), from which the conflict list is kept as a function of the set of
-# changesets held (p2p_prophet/conflict.py): ``name`` is '' for a record's own create or
-# delete; ``kind`` is 'c', 'u', 'd', or 'r' for a resolution's repeat of a write; ``old``
-# and ``new`` are canonical CBOR values (NULL: null); ``seq`` the changeset in the log.
-# The conflicts met so far are dropped: store/history.py fills both tables from the log
-# (``FILLS_FROM_LOG``), in the same transaction.
+# Version 4: which changesets wrote to each record (docs/storage.md, "record_changes"),
+# from which the conflict list is kept as a function of the set of changesets held
+# (p2p_prophet/conflict.py): one row per record a changeset wrote to, never for a
+# nullification.  The conflicts met so far are dropped: store/history.py fills both
+# tables from the log (``FILLS_FROM_LOG``), in the same transaction.
 SCHEMA_V4 = """
-CREATE TABLE writes (
-    rid    INTEGER NOT NULL,
-    name   TEXT    NOT NULL,
-    seq    INTEGER NOT NULL,
-    kind   TEXT    NOT NULL CHECK (kind IN ('c', 'u', 'd', 'r')),
-    hlc    INTEGER NOT NULL,
-    origin TEXT    NOT NULL,
-    old    BLOB,
-    new    BLOB,
-    PRIMARY KEY (rid, name, seq)
+CREATE TABLE record_changes (
+    rid INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (rid, seq)
 ) WITHOUT ROWID;
 DELETE FROM conflicts;
 """

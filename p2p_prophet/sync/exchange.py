@@ -127,10 +127,13 @@ def check_peer(mine: Hello, theirs: Hello, *, force: bool = False, where: str = 
 def vectors(replica: Replica, witnesses: Iterable[Fork] = ()) -> Vectors:
     """This replica's vectors and heads, with witnesses at the places of ``witnesses``
     (forks found on the peer's heads, for the peer to see too; sync/forks.py)."""
+    # Tickets and heads from one read of each database, so that they agree even while
+    # another process commits (a ticket paired with a later head would look forked).
+    main, resolutions = forks_.held(replica.main), forks_.held(replica.resolutions)
     return Vectors(
-        replica.main.tickets(),
-        replica.resolutions.tickets(),
-        forks_.heads(replica),
+        {origin: seq for origin, (seq, _) in main.items()},
+        {origin: seq for origin, (seq, _) in resolutions.items()},
+        forks_.heads_of(main, resolutions),
         forks_.witnesses(replica, witnesses),
     )
 

@@ -39,6 +39,7 @@ from p2p_prophet.wire.messages import HEAD_BYTES
 
 FORKS_META = "forks"  # meta key in replica.db: the forks found, per peer (JSON)
 MAX_WITNESSES = 256  # per VECTORS message (wire/limits.py allows as many)
+MAX_REMEMBERED = 256  # forks kept for `peers`, all peers together
 
 
 @dataclass(frozen=True, order=True)
@@ -62,19 +63,24 @@ class Comparison:
     own: tuple[Fork, ...]
 
 
-def heads(replica: Replica) -> bytes:
-    """The heads of this replica's vectors (VECTORS item 3): for each origin, sorted,
-    of ``replica.db`` then of ``resolutions.db``, the first bytes of its last id."""
+def heads_of(*databases: Mapping[str, tuple[int, bytes]]) -> bytes:
+    """The heads of vectors (VECTORS item 3), given each database's :func:`held`: for
+    each origin, sorted, of ``replica.db`` then of ``resolutions.db``, the first bytes of
+    the id of its last changeset."""
     out = bytearray()
-    for db in (replica.main, replica.resolutions):
-        held = _heads(db)
-        for origin in sorted(held):
-            out += held[origin][1][:HEAD_BYTES]
+    for held_ in databases:
+        for origin in sorted(held_):
+            out += held_[origin][1][:HEAD_BYTES]
     return bytes(out)
 
 
-def _heads(db: Database) -> dict[str, tuple[int, bytes]]:
+def held(db: Database) -> dict[str, tuple[int, bytes]]:
+    """For each origin ``db`` holds changesets of: its ticket and the id at it (one
+    query, remembered while the database is unchanged)."""
     return db.remembered("heads", db.heads)
+
+
+_heads = held
 
 
 def compare(replica: Replica, theirs: Vectors) -> Comparison:
@@ -199,7 +205,11 @@ def remember(replica: Replica, peer: str, name: str, found: Iterable[Fork]) -> N
     before = [e for e in kept if e["peer"] == peer]
     if [_key(e) for e in before] == [_key(e) for e in entries]:
         return
+    # At most MAX_REMEMBERED, the latest kept: a peer names itself, and must not be
+    # able to grow this without bound by changing names.
+    entries = entries[:MAX_REMEMBERED]
     others = [e for e in kept if e["peer"] != peer]
+    others = others[max(0, len(others) + len(entries) - MAX_REMEMBERED) :]
     # A replica read-only here, or full, still exchanges; the note waits for the next.
     with contextlib.suppress(StorageError), replica.main.transaction():
         replica.main.set_meta(FORKS_META, json.dumps(others + entries))

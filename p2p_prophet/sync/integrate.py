@@ -288,8 +288,8 @@ class _Batch:
 
         Whatever this replica holds of that origin after them was built on them, and is
         dropped too; the restored replica no longer has those (another restore lost
-        them), so this replica re-issues their edits under its own origin, stamped now:
-        nothing anyone wrote is lost."""
+        them), so this replica re-issues their edits under its own origin, each keeping
+        its time (:func:`keeping_time`): nothing anyone wrote is lost."""
         found = superseded(change)
         if found is None:
             return
@@ -313,7 +313,7 @@ class _Batch:
                 creator=cs.creator,
                 created=self.clock.now(),
                 kind=Kind.EDIT,
-                changes=cs.changes,
+                changes=keeping_time(cs, own),
             )
             _Batch(self.replica, self.db, detect_conflicts=self.detect).run(
                 [(again, again.encode(), None)]
@@ -415,8 +415,9 @@ class _Batch:
         conflicting = []
         writes = []
         # Whether the listed conflicts may change (store/history.py): unless every write
-        # lands last in its property's stamp order and saw the value before it.
-        stale = not row.live
+        # lands last in its property's stamp order and saw the value before it.  The
+        # create of a record met before it was created always may.
+        stale = not row.live or change.op is Op.CREATE
         for p in change.props:
             w = p.stamp or stamp
             stored = current.get(p.name)
@@ -564,6 +565,23 @@ class _Batch:
         if (rtype, ruuid) in self.new:
             self.new.flush()
         return self.db.find_record(rtype, ruuid)
+
+
+def keeping_time(cs: ChangeSet, origin: str) -> tuple[Change, ...]:
+    """``cs``'s changes, each write stamped with its first hlc under ``origin`` (the
+    five-item form): re-issued, they keep their place in the stamp order."""
+    return tuple(
+        Change(
+            change.type,
+            change.uuid,
+            change.op,
+            tuple(
+                PropChange(p.name, p.old, p.new, Stamp((p.stamp or cs.stamp).hlc, origin))
+                for p in change.props
+            ),
+        )
+        for change in cs.changes
+    )
 
 
 def superseded(change: Change) -> tuple[str, int, list[bytes]] | None:

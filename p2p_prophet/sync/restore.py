@@ -9,21 +9,22 @@ changeset under one of its numbers), it recovers, with no command:
 1. it asks the peer for every changeset of its forked origin (a pull whose vectors claim
    the peer's tickets for everything else, and nothing of that origin), and finds, by
    comparing ids, the first number where the two histories part: ``from_seq``;
-2. in one transaction it drops its own changesets from ``from_seq`` on (the ones it made
-   after the restore; their writes leave the state, store/history.py ``drop``), takes the
-   peer's (its lost history), moves to a **fresh origin** (a new uuid for that database),
-   and re-issues there, in their order, every changeset it dropped: the same changes,
-   by the same creator, stamped now, after a first changeset that records the
-   **supersession** (a record of type :data:`SUPERSEDED_TYPE`: the origin, ``from_seq``
-   and the ids of the dropped changesets);
+2. in one transaction it moves to a **fresh origin** (a new uuid for that database),
+   drops its own changesets from ``from_seq`` on (the ones it made after the restore;
+   their writes leave the state, store/history.py ``drop``), takes the peer's (its lost
+   history; the fix-ups that mints are numbered under the fresh origin), and re-issues
+   there, in their order, every edit it dropped: the same changes, by the same creator,
+   each write keeping its time (:func:`~p2p_prophet.sync.integrate.keeping_time`),
+   after a first changeset that records the **supersession** (a record of type
+   :data:`SUPERSEDED_TYPE`: the origin, ``from_seq`` and the ids of the dropped
+   changesets);
 3. the pull it was doing goes on as usual.
 
 Every other replica that integrates the supersession drops the changesets it names, if
 it holds them (a replica that took the post-restore changesets before the recovery), so
-that it can take the lost history too.  The re-issued changesets are new edits stamped
-after everything the replica holds: they win over the lost history's concurrent writes,
-as if made after them (nothing written is lost; a write both made is a conflict, listed
-and answered like any).
+that it can take the lost history too.  The re-issued writes keep their time: they win
+or lose against every other write as the dropped ones did (nothing written is lost; a
+write both made is a conflict, listed and answered like any).
 
 A *signed* replica's origin is its key, and a fresh origin would be a new member: it is
 not moved automatically; the exchange refuses with ``lost-history`` and says what to do.
@@ -36,7 +37,15 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 
 from p2p_prophet.errors import ErrorCode, Refused
-from p2p_prophet.model import Change, ChangeSet, Kind, Op, PropChange, Value, changeset_id
+from p2p_prophet.model import (
+    Change,
+    ChangeSet,
+    Kind,
+    Op,
+    PropChange,
+    Value,
+    changeset_id,
+)
 from p2p_prophet.store import history
 from p2p_prophet.store.database import Database
 from p2p_prophet.store.replica import Replica
@@ -45,6 +54,7 @@ from p2p_prophet.sync.integrate import (
     SUPERSEDED_TYPE,
     Incoming,
     integrate_decoded,
+    keeping_time,
     superseded_ids,
 )
 from p2p_prophet.wire import Batch, Vectors
@@ -156,23 +166,25 @@ class Recovery:
         with db.transaction():
             mine = list(db.origin_run(origin, from_seq - 1, 1000))
             dropped = [ChangeSet.decode(row.body) for row in mine]
+            fresh = current = db.get_meta("replica_uuid")
+            if (dropped or fork.theirs) and origin == current:
+                # Its own origin now names the lost history: number anew elsewhere,
+                # before taking it back (the fix-ups that takes are numbered too).
+                fresh = str(uuidlib.uuid4())
+                db.set_meta("replica_uuid", fresh)
+                db.set_meta(FORMER_ORIGINS, json.dumps([*former_origins(db), origin]))
             history.drop(db, [row.seq for row in mine])
             db.set_ticket(origin, from_seq - 1)
             if fork.theirs:
                 integrate_decoded(self.replica, fork.theirs, resolutions=resolutions)
-            fresh = current = db.get_meta("replica_uuid")
-            if dropped and origin == current:
-                # Its own origin now names the lost history: number anew elsewhere.
-                fresh = str(uuidlib.uuid4())
-                db.set_meta("replica_uuid", fresh)
-                db.set_meta(FORMER_ORIGINS, json.dumps([*former_origins(db), origin]))
-                if resolutions:
-                    self.replica.resolutions_uuid = fresh
-                else:
-                    self.replica.uuid = fresh
             if dropped:
                 ids = [row.id for row in mine]
                 self._reissue(db, fresh, origin, from_seq, ids, dropped)
+        # Only once committed: a rollback leaves this replica as it was.
+        if resolutions:
+            self.replica.resolutions_uuid = fresh
+        else:
+            self.replica.uuid = fresh
         return Recovered(origin, fresh, from_seq, len(fork.theirs), len(dropped), resolutions)
 
     def _reissue(
@@ -187,7 +199,11 @@ class Recovery:
         """Write the supersession, then each dropped edit again, under ``fresh``: one
         by one, integrated like changesets from elsewhere (so that a clash with the lost
         history is a conflict, with its fix-ups, which take numbers of ``fresh`` too).
-        Dropped resolutions are not re-issued: fix-ups are minted again where needed."""
+        Dropped resolutions are not re-issued: fix-ups are minted again where needed.
+
+        Each re-issued edit keeps its time (:func:`keeping_time`): its writes win or
+        lose against every other write exactly as the dropped ones did, so a write
+        another replica made after seeing one of them still wins over it."""
         resolutions = db is self.replica.resolutions
         notice = Change(
             SUPERSEDED_TYPE,
@@ -199,7 +215,7 @@ class Recovery:
             ),
         )
         edits = [(self.replica.creator, (notice,))] + [
-            (cs.creator, cs.changes) for cs in dropped if cs.kind is Kind.EDIT
+            (cs.creator, keeping_time(cs, fresh)) for cs in dropped if cs.kind is Kind.EDIT
         ]
         for creator, changes in edits:
             cs = ChangeSet(
@@ -211,7 +227,6 @@ class Recovery:
                 changes=changes,
             )
             integrate_decoded(self.replica, [(cs, cs.encode(), None)], resolutions=resolutions)
-        return None
 
 
 def supersession(origin: str, from_seq: int, ids: list[bytes]) -> dict[str, Value]:
