@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from p2p_prophet.errors import ErrorCode, Refused
+from p2p_prophet.keys import Identity
 from p2p_prophet.store import Replica
+from p2p_prophet.sync import clone, transfer
 from p2p_prophet.sync.forks import Fork, forks_found
 from tests.conftest import ReplicaFactory
 from tests.test_replication import Cloner, cloned, net, props_of  # noqa: F401  (fixtures)
@@ -198,3 +200,27 @@ def test_three_restores_in_a_row_converge(
         for replica in (last, bob, carol):
             assert {r.uuid for r in replica.main.live_records("note")} == set(notes)
             assert props_of(replica, "ticket", ticket)["status"] == "after restore 2"
+
+
+def test_a_signed_replica_restored_from_a_backup_is_told_to_clone_not_moved(
+    tmp_path: Path, alice: Identity, bob: Identity
+) -> None:
+    """A signed replica's origin is its key: it is not moved to a fresh origin by itself;
+    pulling from a peer that holds what it lost is refused, saying what to do."""
+    first = Replica.init(tmp_path / "alice", identity=alice)
+    ticket = first.create("ticket", {"status": "new"})
+    peer, _ = clone(first, tmp_path / "bob", identity=bob)
+    first.close()
+    backup = shutil.copytree(tmp_path / "alice", tmp_path / "alice-backup")
+    with Replica.open(tmp_path / "alice") as before:
+        before.update("ticket", ticket, {"status": "lost"})
+        transfer(peer, before)
+    with peer, Replica.open(backup) as restored:
+        origin = restored.uuid
+        restored.update("ticket", ticket, {"status": "after the restore"})
+        with pytest.raises(Refused, match="clone a fresh replica") as refusal:
+            transfer(restored, peer)
+        assert refusal.value.code is ErrorCode.LOST_HISTORY
+        # Nothing moved: not its origin, not its edit since the restore.
+        assert restored.uuid == origin
+        assert props_of(restored, "ticket", ticket)["status"] == "after the restore"
