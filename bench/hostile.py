@@ -238,7 +238,7 @@ async def held_pushes(world: World, node: NodeProcess, count: int, mib: int) -> 
     print(f"\n== {count} held pushes by a member, each an unfinished batch of {mib} MiB")
     frames = world.unfinished_batch(mib)
     mine = exchange.hello(world.bob)
-    preamble = encode(mine) + encode(exchange.vectors(world.bob, None))
+    preamble = encode(mine) + encode(exchange.vectors(world.bob))
     print(f"before: {node.state()}")
     sent = [0] * count
     answers: list[str] = []
