@@ -80,9 +80,6 @@ def held(db: Database) -> dict[str, tuple[int, bytes]]:
     return db.remembered("heads", db.heads)
 
 
-_heads = held
-
-
 def compare(replica: Replica, theirs: Vectors) -> Comparison:
     """Compare the peer's heads and witnesses with this replica's logs (module doc).
 
@@ -101,19 +98,19 @@ def compare(replica: Replica, theirs: Vectors) -> Comparison:
         (replica.main, theirs.main, their_heads[0], False),
         (replica.resolutions, theirs.resolutions, their_heads[1], True),
     ):
-        held = _heads(db)
+        mine_held = held(db)
         for origin, seq in vector.items():
-            fork = _differs(db, held, origin, seq, ids[origin], resolutions)
-            if fork is None and origin in own and seq > held.get(origin, (0, b""))[0]:
-                fork = Fork(origin, held.get(origin, (0, b""))[0] + 1, resolutions)
+            fork = _differs(db, mine_held, origin, seq, ids[origin], resolutions)
+            if fork is None and origin in own and seq > mine_held.get(origin, (0, b""))[0]:
+                fork = Fork(origin, mine_held.get(origin, (0, b""))[0] + 1, resolutions)
             if fork is not None:
                 ours = origin in own and ids[origin] not in gone
                 (mine if ours else forks).add(fork)
     for w in theirs.witnesses:
         for db, resolutions in ((replica.main, False), (replica.resolutions, True)):
-            held = _heads(db)
-            if w.origin in held:
-                fork = _differs(db, held, w.origin, w.seq, w.id, resolutions)
+            mine_held = held(db)
+            if w.origin in mine_held:
+                fork = _differs(db, mine_held, w.origin, w.seq, w.id, resolutions)
                 if fork is not None:
                     ours = w.origin in own and w.id not in gone
                     (mine if ours else forks).add(fork)

@@ -69,7 +69,7 @@ without checking them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
 
 from p2p_prophet.clock import to_datetime
@@ -83,6 +83,7 @@ from p2p_prophet.model import (
     Op,
     PropChange,
     Stamp,
+    Value,
     changeset_id,
     same_value,
 )
@@ -585,9 +586,22 @@ def keeping_time(cs: ChangeSet, origin: str) -> tuple[Change, ...]:
 
 
 def superseded(change: Change) -> tuple[str, int, list[bytes]] | None:
-    """The origin, first number and ids a supersession record names; None if it is not
-    well formed (then it is only a record)."""
-    props = {p.name: p.new for p in change.props}
+    """The origin, first number and ids a supersession record's create names; None if
+    it is not well formed (then it is only a record)."""
+    return _supersession({p.name: p.new for p in change.props})
+
+
+def superseded_ids(db: Database) -> set[bytes]:
+    """Every changeset id the supersessions ``db`` holds name."""
+    ids: set[bytes] = set()
+    for record in db.live_records(SUPERSEDED_TYPE):
+        found = _supersession(record.props)
+        if found is not None:
+            ids.update(found[2])
+    return ids
+
+
+def _supersession(props: Mapping[str, Value]) -> tuple[str, int, list[bytes]] | None:
     origin, from_seq, ids = props.get("origin"), props.get("from_seq"), props.get("ids")
     if not (isinstance(origin, str) and type(from_seq) is int and isinstance(ids, str)):
         return None
@@ -598,23 +612,6 @@ def superseded(change: Change) -> tuple[str, int, list[bytes]] | None:
     if from_seq < 1 or not parsed or any(len(i) != 32 for i in parsed):
         return None
     return origin, from_seq, parsed
-
-
-def superseded_ids(db: Database) -> set[bytes]:
-    """Every changeset id the supersessions ``db`` holds name."""
-    ids: set[bytes] = set()
-    for record in db.live_records(SUPERSEDED_TYPE):
-        props = record.props
-        change = Change(
-            SUPERSEDED_TYPE,
-            record.uuid,
-            Op.CREATE,
-            tuple(PropChange(name, None, value) for name, value in sorted(props.items())),
-        )
-        found = superseded(change)
-        if found is not None:
-            ids.update(found[2])
-    return ids
 
 
 def _when(hlc: int) -> str:
